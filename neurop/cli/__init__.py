@@ -1,0 +1,48 @@
+"""Command-line entry points as functions of a Hydra DictConfig; importing registers config resolvers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+"""The repository root (the parent of the ``neurop`` package); configs/ and datasets/ live here."""
+
+CONFIG_DIR = PROJECT_ROOT / "configs"
+
+
+def per_dim(value: Any, dim: int) -> list[Any]:
+    """``per_dim(12, 2) -> [12, 12]``; a list is returned unchanged if it has ``dim`` entries.
+
+    Used in configs as ``n_modes: ${neurop.per_dim:12,${pde.dim}}`` so one model config serves 1-D,
+    2-D and 3-D problems.
+    """
+    dim = int(dim)
+    if dim < 1:
+        raise ValueError(f"dim must be >= 1, got {dim}")
+    if isinstance(value, (list, tuple)) or OmegaConf.is_list(value):
+        value = list(value)
+        if len(value) != dim:
+            raise ValueError(f"expected {dim} entries (one per spatial dimension), got {value}")
+        return value
+    return [value] * dim
+
+
+def wandb_offline() -> bool:
+    """Offline unless the environment says otherwise: an explicit WANDB_MODE is left to wandb."""
+    return "WANDB_MODE" not in os.environ
+
+
+def register_resolvers() -> None:
+    """Register the ``neurop.*`` OmegaConf resolvers used by configs/ (idempotent)."""
+    OmegaConf.register_new_resolver("neurop.per_dim", per_dim, replace=True)
+    OmegaConf.register_new_resolver("neurop.root", lambda: str(PROJECT_ROOT), replace=True)
+    OmegaConf.register_new_resolver("neurop.wandb_offline", wandb_offline, replace=True)
+
+
+register_resolvers()
+
+__all__ = ["CONFIG_DIR", "PROJECT_ROOT", "per_dim", "register_resolvers", "wandb_offline"]
