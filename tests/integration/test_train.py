@@ -22,7 +22,20 @@ from neurop.tasks.operator import OperatorTask
 
 PDE_CONFIGS = sorted(p.stem for p in (CONFIG_DIR / "pde").glob("*.yaml"))
 MODEL_CONFIGS = sorted(p.stem for p in (CONFIG_DIR / "model").glob("*.yaml"))
-PAIRS = [(m, p) for m in MODEL_CONFIGS for p in PDE_CONFIGS]
+
+
+def _is_operator_model(config_name: str) -> bool:
+    target = OmegaConf.load(CONFIG_DIR / "model" / f"{config_name}.yaml").get("_target_")
+    return target == "neurop.tasks.operator.OperatorTask"
+
+
+def _has_operator_data(config_name: str) -> bool:
+    return "data" in OmegaConf.load(CONFIG_DIR / "pde" / f"{config_name}.yaml")
+
+
+# Supervised (operator) models train on every pde with a data section; physics-informed models and
+# problems without generated data are tested elsewhere.
+PAIRS = [(m, p) for m in MODEL_CONFIGS if _is_operator_model(m) for p in PDE_CONFIGS if _has_operator_data(p)]
 
 
 def _model_name(config_name: str) -> str:
