@@ -36,13 +36,53 @@ def wandb_offline() -> bool:
     return "WANDB_MODE" not in os.environ
 
 
+def _multirun() -> Any:
+    """Hydra's config when this process runs a multirun job, else None (single run or plain compose)."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        cfg = HydraConfig.get()
+    except (ImportError, ValueError):
+        return None
+    return cfg if cfg.mode == RunMode.MULTIRUN else None
+
+
+def run_group(default: str) -> str:
+    """Logger group of a run: ``default`` (e.g. the pde name), or ``sweep-<date>_<time>`` in a multirun.
+
+    All jobs of one sweep then share a wandb group, each with its own run.
+    """
+    cfg = _multirun()
+    if cfg is None:
+        return str(default)
+    parts = Path(str(cfg.sweep.dir)).parts[-2:]
+    return "sweep-" + "_".join(parts)
+
+
+def run_name(default: str) -> str:
+    """Logger run name: ``default``, with ``-<job number>`` appended in a multirun."""
+    cfg = _multirun()
+    return str(default) if cfg is None else f"{default}-{cfg.job.num}"
+
+
 def register_resolvers() -> None:
     """Register the ``neurop.*`` OmegaConf resolvers used by configs/ (idempotent)."""
     OmegaConf.register_new_resolver("neurop.per_dim", per_dim, replace=True)
     OmegaConf.register_new_resolver("neurop.root", lambda: str(PROJECT_ROOT), replace=True)
     OmegaConf.register_new_resolver("neurop.wandb_offline", wandb_offline, replace=True)
+    OmegaConf.register_new_resolver("neurop.run_group", run_group, replace=True)
+    OmegaConf.register_new_resolver("neurop.run_name", run_name, replace=True)
 
 
 register_resolvers()
 
-__all__ = ["CONFIG_DIR", "PROJECT_ROOT", "per_dim", "register_resolvers", "wandb_offline"]
+__all__ = [
+    "CONFIG_DIR",
+    "PROJECT_ROOT",
+    "per_dim",
+    "register_resolvers",
+    "run_group",
+    "run_name",
+    "wandb_offline",
+]

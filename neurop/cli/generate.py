@@ -115,6 +115,17 @@ def generate(cfg: DictConfig, base_dir: str | Path = ".") -> Path:
         print(path)
         return path
     shard_t = None
+    n_shards = cfg.get("n_shards")
+    if n_shards is not None:
+        # Range syntax for sweeps: `-m n_shards=16 shard='range(16)'` gives shard=0..15.
+        if isinstance(n_shards, bool) or not isinstance(n_shards, int) or n_shards < 1:
+            raise ValueError(f"n_shards must be a positive integer, got {n_shards!r}")
+        if isinstance(shard, bool) or not isinstance(shard, int):
+            raise ValueError(
+                f"with n_shards={n_shards}, shard must be an integer index 0..{n_shards - 1} "
+                f"(e.g. shard='range({n_shards})' in a multirun), got shard={shard!r}"
+            )
+        shard = [shard, n_shards]
     if shard is not None:
         shard_t = parse_shard(OmegaConf.to_container(shard) if OmegaConf.is_config(shard) else shard)
         out = shard_path(out, *shard_t)

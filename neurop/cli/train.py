@@ -16,6 +16,7 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from neurop.cli import CONFIG_DIR, register_resolvers
+from neurop.cli.sweep import write_metrics
 from neurop.data.datamodule import OperatorDataModule
 
 log = logging.getLogger(__name__)
@@ -71,8 +72,15 @@ def instantiate_loggers(cfg: DictConfig | None) -> list[Logger]:
     return [hydra.utils.instantiate(node, _convert_="all") for node in _nodes(cfg)]
 
 
-def build_datamodule(cfg: DictConfig) -> OperatorDataModule:
-    """The DataModule for ``cfg.pde`` (its ``data:`` section plus the generator parameters)."""
+def build_datamodule(cfg: DictConfig) -> OperatorDataModule | None:
+    """The DataModule for ``cfg.pde`` (its ``data:`` section plus the generator parameters).
+
+    None when the model's task draws its own points (physics-informed tasks set ``needs_datamodule =
+    False``).
+    """
+    target = cfg.model.get("_target_")
+    if target and not getattr(hydra.utils.get_class(target), "needs_datamodule", True):
+        return None
     data = OmegaConf.to_container(cfg.pde.data, resolve=True)
     generator = OmegaConf.to_container(cfg.pde.generator, resolve=True)
     assert isinstance(data, dict) and isinstance(generator, dict)
@@ -124,8 +132,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     if not loggers and any(isinstance(c, LearningRateMonitor) for c in callbacks):
         # Lightning refuses a learning-rate monitor without a logger.
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    # Physics-informed tasks fix the run length themselves (optimisation steps, evaluation interval).
+    overrides = task.trainer_overrides() if hasattr(task, "trainer_overrides") else {}
     trainer: L.Trainer = hydra.utils.instantiate(
-        cfg.trainer, callbacks=callbacks, logger=loggers or False, _convert_="all"
+        cfg.trainer, callbacks=callbacks, logger=loggers or False, _convert_="all", **overrides
     )
     objects = {
         "cfg": cfg,
@@ -179,6 +189,8 @@ def optimized_metric(cfg: DictConfig, metrics: dict[str, float]) -> float | None
     name = cfg.get("optimized_metric")
     if not name:
         return None
+    if name not in metrics and not cfg.get("train", True):
+        return None  # a test-only run has no validation metric to return
     if name not in metrics:
         raise KeyError(f"optimized_metric {name!r} was not logged; logged metrics: {sorted(metrics)}")
     return metrics[name]
@@ -189,9 +201,12 @@ def run(cfg: DictConfig) -> float | None:
     register_resolvers()
     if cfg.get("print_config", True):
         log.info("config:\n%s", OmegaConf.to_yaml(cfg, resolve=True))
-    metrics, _ = train(cfg)
-    for key in sorted(k for k in metrics if k.startswith("test/")):
-        print(f"{key}: {metrics[key]:.5f}")
+    metrics, objects = train(cfg)
+    if objects["trainer"].is_global_zero:
+        # Read by the sweep summary (neurop.cli.sweep) and by scripts that compare runs.
+        write_metrics(cfg.paths.output_dir, metrics)
+        for key in sorted(k for k in metrics if k.startswith("test/")):
+            print(f"{key}: {metrics[key]:.5f}")
     return optimized_metric(cfg, metrics)
 
 
