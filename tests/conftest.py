@@ -43,6 +43,46 @@ TINY_OVERRIDES = [
     "model.n_plot=2",
 ]
 
+# Model-specific tiny network settings, by model config name; a model config not listed here gets those
+# entries of TINY_OVERRIDES whose model_kwargs key its config has (FNO-like configs get all of them).
+TINY_MODEL_OVERRIDES: dict[str, list[str]] = {
+    "deeponet": [
+        "model.model_kwargs.hidden_channels=8",
+        "model.model_kwargs.n_layers=2",
+        "model.model_kwargs.n_basis=8",
+        "model.model_kwargs.conv_channels=4",
+        "model.model_kwargs.n_sensors='${neurop.per_dim:16,${pde.dim}}'",
+        "model.n_plot=2",
+    ],
+    "fno3d": [
+        "model.model_kwargs.hidden_channels=8",
+        "model.model_kwargs.projection_channels=16",
+        "model.model_kwargs.n_layers=2",
+        "model.model_kwargs.n_modes=[4,4,2]",
+        "model.time_padding=1",
+        "model.n_plot=2",
+    ],
+}
+
+
+def tiny_overrides(model: str = "fno") -> list[str]:
+    """TINY_OVERRIDES made to fit the model config ``configs/model/<model>.yaml``."""
+    common = [o for o in TINY_OVERRIDES if not o.startswith("model.")]
+    if model in TINY_MODEL_OVERRIDES:
+        return common + TINY_MODEL_OVERRIDES[model]
+    path = CONFIG_DIR / "model" / f"{model}.yaml"
+    kwargs = OmegaConf.load(path).get("model_kwargs") or {} if path.is_file() else {}
+    keep = []
+    for o in TINY_OVERRIDES:
+        if o.startswith("model.model_kwargs."):
+            if o.split("=", 1)[0].rsplit(".", 1)[1] not in kwargs:
+                continue
+        elif not o.startswith("model."):
+            continue
+        keep.append(o)
+    return common + keep
+
+
 # Tiny stored grids per pde (the generator_overrides written into the test configs).
 TINY_GRIDS = {
     "darcy": "{resolution:17,stride:1}",
@@ -77,7 +117,8 @@ def compose_train(tmp_path: Path, data_dir: Path) -> Callable[..., DictConfig]:
         register_resolvers()
         GlobalHydra.instance().clear()
         pde = next((o.split("=", 1)[1] for o in overrides if o.startswith("pde=")), "darcy")
-        base = list(TINY_OVERRIDES) if tiny else []
+        model = next((o.split("=", 1)[1] for o in overrides if o.startswith("model=")), "fno")
+        base = tiny_overrides(model) if tiny else []
         if tiny and pde in TINY_GRIDS:
             base.append(f"pde.data.generator_overrides={TINY_GRIDS[pde]}")
             base += ["pde.data.stride=1", "pde.data.test_strides=[]"]

@@ -278,6 +278,10 @@ class OperatorDataModule(L.LightningDataModule):
         Samples solved together while generating.
     periodic : bool
         Whether the grid is periodic (used by the task's derivative-based losses).
+    files : dict or None
+        Explicit data files ``{train: path, val: path, test: path}`` instead of the generated ones, e.g.
+        files imported with ``scripts/convert.py``; they are never generated and their generator
+        parameters are not compared with ``generator`` (only the pde name is checked).
     """
 
     def __init__(
@@ -301,6 +305,7 @@ class OperatorDataModule(L.LightningDataModule):
         generate_device: Literal["auto", "cpu", "cuda"] = "auto",
         generate_batch_size: int = 16,
         periodic: bool = False,
+        files: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
         for key, value in {
@@ -346,6 +351,13 @@ class OperatorDataModule(L.LightningDataModule):
         self.generate_device = generate_device
         self.generate_batch_size = generate_batch_size
         self.periodic = periodic
+        self.files: dict[str, Path] | None = None
+        if files is not None:
+            if set(files) != set(SPLITS):
+                raise ValueError(
+                    f"data.files must name one file per split {list(SPLITS)}, got keys {sorted(files)}"
+                )
+            self.files = {split: Path(str(files[split])).expanduser().resolve() for split in SPLITS}
         self.datasets: dict[str, H5FieldPairs] = {}
         self.test_sets: list[H5FieldPairs] = []
         self.input_stats: tuple[list[float], list[float]] | None = None
@@ -354,6 +366,8 @@ class OperatorDataModule(L.LightningDataModule):
     # -- files --------------------------------------------------------------------------------------
     def path(self, split: Split) -> Path:
         """Absolute path of the file for ``split``."""
+        if self.files is not None:
+            return self.files[split]
         name = dataset_filename(self.pde, self.generator_params, split, self.n[split], self.seed)
         return self.dir / name
 
@@ -383,6 +397,13 @@ class OperatorDataModule(L.LightningDataModule):
         stored_pde = attrs.get("pde")
         if stored_pde is not None and str(stored_pde) != self.pde:
             problems.append(f"pde: file {stored_pde!r} vs config {self.pde!r}")
+        if self.files is not None:
+            # Imported files carry their source's settings, not the generator's: only the pde must match.
+            if problems:
+                raise ValueError(
+                    f"data file {path} (data.files.{split}) is not {self.pde} data ({problems[0]})"
+                )
+            return
         stored: dict[str, Any] = {}
         if "params" in attrs:
             try:
@@ -412,6 +433,11 @@ class OperatorDataModule(L.LightningDataModule):
             if path.exists():
                 self._check_file(split)
                 continue
+            if self.files is not None:
+                raise FileNotFoundError(
+                    f"data file {path} (data.files.{split}) does not exist; import data with "
+                    "scripts/convert.py or fix the path"
+                )
             if not self.generate_if_missing:
                 raise FileNotFoundError(
                     f"data file {path} is missing and data.generate_if_missing=false. Create it with:\n"

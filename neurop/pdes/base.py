@@ -12,7 +12,7 @@ import torch
 
 from neurop.registry import Registry
 
-PDES: Registry[type["PDEGenerator"]] = Registry("pde")
+PDES: Registry[type[PDEGenerator]] = Registry("pde")
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,18 @@ MODEL_FACTORIES: dict[str, Callable[[], tuple[dict[str, Any], torch.Tensor]]] = 
         ),
         torch.randn(2, 2, 12, 10),
     ),
+    "deeponet": lambda: (
+        dict(
+            in_channels=2,
+            out_channels=3,
+            n_sensors=[8, 6],
+            n_basis=5,
+            hidden_channels=8,
+            n_layers=2,
+            n_harmonics=1,
+        ),
+        torch.randn(2, 2, 8, 6),
+    ),
 }
 
 
