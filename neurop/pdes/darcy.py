@@ -264,3 +264,60 @@ class Darcy(PDEGenerator):
         u, _ = self.solve(a, device)
         r = self.stride
         return {"a": a[:, ::r, ::r].contiguous(), "u": u[:, ::r, ::r].contiguous().to(a.device)}
+
+
+# ---------------------------------------------------------------------------------------------- grid residual
+def darcy_grid_operator(
+    u: torch.Tensor, a: torch.Tensor, h: float, face_mean: FaceMean = "harmonic"
+) -> torch.Tensor:
+    """``−∇·(a∇u)`` by the generator's 5-point flux form at every node that has four neighbours.
+
+    Parameters
+    ----------
+    u : Tensor, shape (..., s1, s2)
+        Fields on (a block of) the node grid; leading axes broadcast against ``a``'s.
+    a : Tensor, shape (..., s1, s2)
+        Coefficient on the same nodes.
+    h : float
+        Node spacing (the same along both axes).
+    face_mean : {"harmonic", "arithmetic"}
+
+    Returns
+    -------
+    Tensor, shape (..., s1 − 2, s2 − 2)
+        The operator at the inner nodes; linear in ``u``.
+    """
+    from neurop.pdes.fd import face_coefficients
+
+    ax, ay = face_coefficients(a, face_mean)
+    fx = ax * (u[..., 1:, :] - u[..., :-1, :])
+    fy = ay * (u[..., :, 1:] - u[..., :, :-1])
+    return (fx[..., :-1, 1:-1] - fx[..., 1:, 1:-1] + fy[..., 1:-1, :-1] - fy[..., 1:-1, 1:]) / (h * h)
+
+
+def darcy_pointwise_residual(
+    a: torch.Tensor,
+    a_x: torch.Tensor,
+    a_y: torch.Tensor,
+    u_x: torch.Tensor,
+    u_y: torch.Tensor,
+    u_xx: torch.Tensor,
+    u_yy: torch.Tensor,
+    forcing: float | torch.Tensor,
+) -> torch.Tensor:
+    """``−∇·(a∇u) − f = −(a Δu + a_x u_x + a_y u_y) − f`` at points (physics-informed models).
+
+    Parameters
+    ----------
+    a, a_x, a_y : Tensor, shape (N,)
+        Coefficient and its gradient (a smooth coefficient; the two-valued one has no pointwise form).
+    u_x, u_y, u_xx, u_yy : Tensor, shape (N,)
+        Derivatives of the solution.
+    forcing : float or Tensor of shape (N,)
+        ``f``.
+
+    Returns
+    -------
+    Tensor, shape (N,)
+    """
+    return -(a * (u_xx + u_yy) + a_x * u_x + a_y * u_y) - forcing

@@ -595,3 +595,74 @@ class NavierStokes(PDEGenerator):
             stride=self.stride,
         )
         return {"w": w}
+
+
+# ---------------------------------------------------------------------------------------------- grid residual
+def vorticity_derivatives(w: Tensor) -> dict[str, Tensor]:
+    """Spectral derivatives and velocity of vorticity fields on the periodic unit square.
+
+    Parameters
+    ----------
+    w : Tensor, shape (..., N, N)
+        Vorticity, axis −2 is x and axis −1 is y.
+
+    Returns
+    -------
+    dict of str to Tensor, each shape (..., N, N)
+        ``w_x``, ``w_y``, ``lap`` (Δw), and the velocity ``u = ψ_y``, ``v = −ψ_x`` with −Δψ = w (mean
+        of ψ zero); all linear in ``w``.
+    """
+    n = w.shape[-1]
+    k = torch.fft.fftfreq(n, d=1.0 / n, dtype=torch.float64, device=w.device)
+    kx = (2j * math.pi) * k[:, None].to(torch.complex128)
+    ky = (2j * math.pi) * torch.fft.rfftfreq(n, d=1.0 / n, dtype=torch.float64, device=w.device)[None, :]
+    if n % 2 == 0:
+        # The Nyquist mode's derivative is not real-representable; drop it (a real-valued convention).
+        kx = kx.clone()
+        kx[n // 2] = 0
+        ky = ky.clone()
+        ky[..., -1] = 0
+    kr = torch.fft.rfftfreq(n, d=1.0 / n, dtype=torch.float64, device=w.device)
+    k2_full = (4 * math.pi**2) * (k[:, None] ** 2 + kr[None, :] ** 2)
+    w_hat = torch.fft.rfft2(w.to(torch.float64))
+    inv = torch.where(k2_full > 0, 1.0 / torch.where(k2_full > 0, k2_full, 1.0), 0.0)
+    psi_hat = w_hat * inv
+    shape = (n, n)
+    out = {
+        "w_x": torch.fft.irfft2(kx * w_hat, s=shape),
+        "w_y": torch.fft.irfft2(ky * w_hat, s=shape),
+        "lap": torch.fft.irfft2(-k2_full * w_hat, s=shape),
+        "u": torch.fft.irfft2(ky * psi_hat, s=shape),
+        "v": torch.fft.irfft2(-kx * psi_hat, s=shape),
+    }
+    return {key: val.to(w.dtype) for key, val in out.items()}
+
+
+def vorticity_pointwise_residual(
+    w_t: Tensor,
+    u: Tensor,
+    v: Tensor,
+    w_x: Tensor,
+    w_y: Tensor,
+    lap_w: Tensor,
+    viscosity: float,
+    forcing: float | Tensor = 0.0,
+) -> Tensor:
+    """``w_t + u w_x + v w_y − νΔw − f`` at points (physics-informed models).
+
+    Parameters
+    ----------
+    w_t, w_x, w_y, lap_w : Tensor, shape (N,)
+        Derivatives of the vorticity.
+    u, v : Tensor, shape (N,)
+        Velocity ``(ψ_y, −ψ_x)``.
+    viscosity : float
+        ν.
+    forcing : float or Tensor of shape (N,)
+        ``f``.
+
+    Returns
+    -------
+    Tensor, shape (N,)
+    """
+    return w_t + u * w_x + v * w_y - viscosity * lap_w - forcing

@@ -51,6 +51,16 @@ MODEL_FACTORIES: dict[str, Callable[[], tuple[dict[str, Any], torch.Tensor]]] = 
         ),
         torch.randn(2, 2, 8, 6),
     ),
+    "pinn": lambda: (
+        dict(in_channels=2, out_channels=2, hidden_channels=8, n_layers=2, fourier_features=3),
+        torch.rand(16, 2) * 2 - 1,
+    ),
+    "pig": lambda: (
+        dict(
+            in_channels=2, out_channels=1, n_gaussians=12, feature_channels=3, hidden_channels=8, sigma0=0.5
+        ),
+        torch.rand(16, 2) * 2 - 1,
+    ),
 }
 
 
