@@ -88,6 +88,7 @@ TINY_GRIDS = {
     "darcy": "{resolution:17,stride:1}",
     "burgers": "{resolution:32,stride:1}",
     "navier_stokes": "{resolution:16,stride:1,t_final:10.0}",
+    "diffusion_sorption": "{resolution:17,n_t:9}",
 }
 
 
@@ -156,6 +157,12 @@ def _fake_fields(pde: str, params: dict[str, Any], n: int, rng: np.random.Genera
         amp = rng.standard_normal((n, 1, 1, 1))
         decay = np.exp(-0.05 * np.arange(n_t))[None, :, None, None]
         return {"w": amp * base[None, None] * decay, "f": base}
+    if pde == "diffusion_sorption":
+        s = (res - 1) // stride + 1
+        x = np.linspace(0, 1, s)[None, None, :]
+        t = np.linspace(0, 1, int(params["n_t"]))[None, :, None]
+        amp = 0.1 * (1.0 + rng.random((n, 1, 1)))
+        return {"u": amp * (1.0 + np.cos(np.pi * x)) * (1.0 - 0.5 * t) + t * np.exp(-5 * x)}
     raise ValueError(f"no fake data for pde {pde!r}")
 
 

@@ -61,6 +61,41 @@ MODEL_FACTORIES: dict[str, Callable[[], tuple[dict[str, Any], torch.Tensor]]] = 
         ),
         torch.rand(16, 2) * 2 - 1,
     ),
+    # Hard-constrained models: the input is also the PDE's input (a positive Darcy coefficient).
+    "fno_hc": lambda: (
+        dict(
+            in_channels=1,
+            n_basis=4,
+            pde="darcy",
+            n_points=30,
+            backbone_kwargs=dict(n_modes=[3, 3], hidden_channels=6, n_layers=2, projection_channels=8),
+        ),
+        1.0 + torch.rand(2, 1, 9, 9),
+    ),
+    "fno_hc_moe": lambda: (
+        dict(
+            in_channels=1,
+            n_basis=4,
+            pde="darcy",
+            experts=[2, 2],
+            n_points=60,
+            backbone_kwargs=dict(n_modes=[3, 3], hidden_channels=6, n_layers=2, projection_channels=8),
+        ),
+        1.0 + torch.rand(2, 1, 9, 9),
+    ),
+    "hard_constraint": lambda: (
+        dict(
+            in_channels=1,
+            backbone="fno",
+            n_basis=3,
+            pde="diffusion_sorption",
+            experts=[1, 2],
+            n_points=20,
+            on_failure="warn",
+            backbone_kwargs=dict(n_modes=[2, 3], hidden_channels=4, n_layers=1),
+        ),
+        0.2 * torch.rand(2, 1, 6, 9),
+    ),
 }
 
 
