@@ -17,7 +17,7 @@ before halving the last one, so neurop's ``m`` per axis is its ``(2m, ..., 2m, 2
 Usage::
 
     python scripts/bench_train.py                      # all configurations, 1 thread
-    python scripts/bench_train.py --configs fno2d-64 --steps 6 --rounds 3 --threads 2
+    python scripts/bench_train.py --configs fno2d-64-m12 --steps 6 --rounds 3 --threads 2
     python scripts/bench_train.py --device cuda --amp --compile
 """
 
@@ -38,9 +38,11 @@ import torch
 from torch import nn
 
 CONFIGS: dict[str, dict[str, Any]] = {
-    "fno2d-64": dict(grid=[64, 64], modes=12, width=32, layers=4, batch=20),
-    "fno2d-128": dict(grid=[128, 128], modes=16, width=32, layers=4, batch=20),
-    "fno1d-1024": dict(grid=[1024], modes=16, width=64, layers=4, batch=20),
+    "fno2d-64-m12": dict(grid=[64, 64], modes=12, width=32, layers=4, batch=20),
+    "fno2d-64-m16": dict(grid=[64, 64], modes=16, width=32, layers=4, batch=20),
+    "fno2d-128-m12": dict(grid=[128, 128], modes=12, width=32, layers=4, batch=20),
+    "fno2d-128-m16": dict(grid=[128, 128], modes=16, width=32, layers=4, batch=20),
+    "fno1d-1024-m16": dict(grid=[1024], modes=16, width=64, layers=4, batch=20),
 }
 IMPLS = ("neurop", "neuralop")
 
