@@ -251,6 +251,7 @@ class PhysicsTask(L.LightningModule):
         # torch's default max_eval (5/4 max_iter) leaves the strong-Wolfe search one evaluation when
         # max_iter = 1, so it accepts blow-ups; give each iteration room for a real line search.
         self.lbfgs_cfg.setdefault("max_eval", 25 * int(self.lbfgs_cfg["max_iter"]))
+        self.lbfgs_restarts = 0  # L-BFGS steps that did not move and restarted from steepest descent
         self.causal = None
         if causal:
             bad = set(causal) - _CAUSAL_KEYS
@@ -334,11 +335,18 @@ class PhysicsTask(L.LightningModule):
         """One L-BFGS step; a step that ends non-finite is undone and the curvature history dropped.
 
         The strong-Wolfe search can still try a point where the loss overflows (float32, a stiff
-        problem); restarting from the last good parameters with a fresh history usually recovers.
+        problem); restarting from the last good parameters with a fresh history usually recovers. A step
+        that leaves the parameters unchanged also drops the history, so a stalled run restarts from the
+        steepest-descent direction instead of repeating a failed one.
         """
         saved = [p.detach().clone() for p in self.net.parameters()]
         loss = optimizer.step(closure)
         if torch.isfinite(loss) and all(bool(torch.isfinite(p).all()) for p in self.net.parameters()):
+            if all(torch.equal(p, s) for p, s in zip(self.net.parameters(), saved, strict=True)):
+                # No move: the stored direction is not a descent direction any more (or its line
+                # search found no decrease); without a restart L-BFGS would repeat it every step.
+                getattr(optimizer, "optimizer", optimizer).state.clear()
+                self.lbfgs_restarts += 1
             return loss
         with torch.no_grad():
             for p, s in zip(self.net.parameters(), saved, strict=True):
@@ -399,6 +407,7 @@ class PhysicsTask(L.LightningModule):
                 return value
 
             loss = self.lbfgs_step(lbfgs, closure)
+            self.log("train/lbfgs_restarts", float(self.lbfgs_restarts), batch_size=1)
         if not torch.isfinite(loss):
             raise FloatingPointError(
                 f"physics loss became non-finite at step {step}; lower lr or check the problem"

@@ -355,3 +355,31 @@ def test_pde_suggested_loss_weights_are_overridden_key_by_key() -> None:
     assert task.loss_weights == {"residual": 1e-4, "bc": 3.0}
     with pytest.raises(ValueError, match="physics must be .* got keys \\['params', 'problem', 'weights'\\]"):
         PhysicsTask("pinn", None, {"problem": "helmholtz", "params": {}, "weights": {}})
+
+
+def test_lbfgs_step_that_does_not_move_restarts_the_history():
+    """A stalled L-BFGS step (here: started at the exact minimum) drops the history; a moving one keeps it."""
+    from types import SimpleNamespace
+
+    torch.manual_seed(0)
+    net = torch.nn.Linear(2, 1)
+    target = torch.tensor([[0.5]])
+    x = torch.tensor([[1.0, -2.0]])
+    task = SimpleNamespace(net=net, lbfgs_restarts=0)
+    opt = torch.optim.LBFGS(net.parameters(), lr=1.0, max_iter=1, max_eval=25, line_search_fn="strong_wolfe",
+                            tolerance_grad=1e-12, tolerance_change=1e-14)  # fmt: skip
+
+    def closure():
+        opt.zero_grad()
+        loss = ((net(x) - target) ** 2).sum()
+        loss.backward()
+        return loss
+
+    PhysicsTask.lbfgs_step(task, opt, closure)  # moves towards the minimum
+    assert task.lbfgs_restarts == 0 and opt.state[opt._params[0]]["n_iter"] == 1
+    with torch.no_grad():  # put the parameters exactly at a minimum: zero gradient, no move
+        net.weight.zero_()
+        net.bias.copy_(target[0])
+    PhysicsTask.lbfgs_step(task, opt, closure)
+    assert task.lbfgs_restarts == 1
+    assert not opt.state, "the curvature history must be dropped after a step that did not move"
