@@ -14,6 +14,12 @@ width, depth, lifting/projection widths (2 × width), channel MLP with soft-gati
 grid embedding, and the same retained modes (neuraloperator counts the total number of modes per axis
 before halving the last one, so neurop's ``m`` per axis is its ``(2m, ..., 2m, 2m - 2)``).
 
+Both models run under each C allocator setting of ``--allocators`` (``neurop.runtime``): ``default`` (glibc
+as it is: large blocks are mapped afresh, and faulted in page by page, every step) and ``retain`` (released
+memory stays in the heap; ``python train.py`` sets it). Rows compare the two under the same setting, and an
+``as shipped`` row compares neurop under ``retain`` with neuraloperator under ``default``; page faults per
+step are printed alongside.
+
 Usage::
 
     python scripts/bench_train.py                      # all configurations, 1 thread
@@ -143,6 +149,9 @@ def worker(cfg_name: str, impl: str, args: argparse.Namespace) -> dict[str, Any]
     on CPU the peak RSS and its increment over the RSS reached after building model and data; on CUDA
     ``torch.cuda.max_memory_allocated`` and its increment over the allocation before the first step.
     """
+    from neurop.runtime import configure_cpu_allocator
+
+    configure_cpu_allocator(args.allocators[0])
     cfg = CONFIGS[cfg_name]
     s = make_setup(impl, cfg, args)
     cuda = args.device.startswith("cuda")
@@ -156,11 +165,13 @@ def worker(cfg_name: str, impl: str, args: argparse.Namespace) -> dict[str, Any]
         train_step(s)
     _sync(args.device)
     times = []
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(args.steps):
         t0 = time.perf_counter()
         train_step(s)
         _sync(args.device)
         times.append(time.perf_counter() - t0)
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / args.steps
     peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else _rss_mb()
     return dict(
         median_s=statistics.median(times),
@@ -169,10 +180,11 @@ def worker(cfg_name: str, impl: str, args: argparse.Namespace) -> dict[str, Any]
         peak_mb=peak,
         base_mb=base,
         increment_mb=peak - base,
+        faults_per_step=faults,
     )
 
 
-def run_worker(args: argparse.Namespace, cfg_name: str, impl: str) -> dict[str, Any]:
+def run_worker(args: argparse.Namespace, cfg_name: str, impl: str, allocator: str) -> dict[str, Any]:
     cmd = [
         sys.executable,
         os.path.abspath(__file__),
@@ -189,6 +201,8 @@ def run_worker(args: argparse.Namespace, cfg_name: str, impl: str) -> dict[str, 
         str(args.warmup),
         "--device",
         args.device,
+        "--allocators",
+        allocator,
     ]
     if args.amp:
         cmd.append("--amp")
@@ -228,6 +242,13 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--amp", action="store_true", help="autocast (bfloat16 on CPU, float16 on CUDA)")
     parser.add_argument("--compile", action="store_true", help="torch.compile both models")
+    parser.add_argument(
+        "--allocators",
+        nargs="+",
+        default=["default", "retain"],
+        choices=["default", "retain"],
+        help="C allocator settings to run both models under (neurop.runtime; train.py uses retain)",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -245,41 +266,47 @@ def main() -> None:
         f"{args.warmup} warm-up + {args.steps} timed steps per model, each run in a fresh process, models "
         f"alternating (A B, B A, ...); amp {args.amp}, compile {args.compile}\n"
     )
+    variants = [(impl, alloc) for alloc in args.allocators for impl in impls]
     rows = []
     for cfg_name in args.configs:
-        runs: dict[str, list[dict[str, Any]]] = {impl: [] for impl in impls}
+        runs: dict[tuple[str, str], list[dict[str, Any]]] = {v: [] for v in variants}
         for r in range(args.rounds):
-            for impl in impls if r % 2 == 0 else impls[::-1]:
-                res = run_worker(args, cfg_name, impl)
-                runs[impl].append(res)
-                print(f"{cfg_name} round {r} {impl}: {json.dumps(res)}", file=sys.stderr)
+            for impl, alloc in variants if r % 2 == 0 else variants[::-1]:
+                res = run_worker(args, cfg_name, impl, alloc)
+                runs[(impl, alloc)].append(res)
+                print(f"{cfg_name} round {r} {impl} allocator={alloc}: {json.dumps(res)}", file=sys.stderr)
         rows.append((cfg_name, runs))
 
+    print(
+        "Allocator: `default` leaves glibc as it is (large blocks mapped and faulted in afresh every step); "
+        "`retain` keeps released memory in the heap (`neurop.runtime`, what `python train.py` sets). "
+        "Rows compare both models under the same setting; `as shipped` compares neurop under `retain` with "
+        "neuraloperator under `default`.\n"
+    )
     header = (
-        "| config | params | neurop samples/s | neuralop samples/s | speed-up | "
-        "neurop peak MB (+train) | neuralop peak MB (+train) | memory ratio (+train) |"
+        "| config | allocator | params | neurop samples/s | neuralop samples/s | speed-up | "
+        "neurop peak MB (+train) | neuralop peak MB (+train) | memory ratio (+train) | page faults/step |"
     )
     print(header)
-    print("|---" * 8 + "|")
+    print("|---" * 10 + "|")
+    pairs = [(a, a) for a in args.allocators]
+    if {"default", "retain"} <= set(args.allocators):
+        pairs.append(("retain", "default"))
     for cfg_name, runs in rows:
         batch = CONFIGS[cfg_name]["batch"]
-        stats: dict[str, dict[str, Any]] = {}
-        for impl, results in runs.items():
+        stats: dict[tuple[str, str], dict[str, Any]] = {}
+        for key, results in runs.items():
             ok = [r for r in results if "error" not in r]
             if not ok:
-                stats[impl] = {"error": results[0].get("error", "failed") if results else "not run"}
+                stats[key] = {"error": results[0].get("error", "failed") if results else "not run"}
                 continue
-            stats[impl] = dict(
+            stats[key] = dict(
                 sps=batch / _median([r["median_s"] for r in ok]),
                 params=ok[0]["params"],
                 peak=_median([r["peak_mb"] for r in ok]),
                 inc=_median([r["increment_mb"] for r in ok]),
+                faults=_median([r["faults_per_step"] for r in ok]),
             )
-        ours, base = stats.get("neurop", {}), stats.get("neuralop", {})
-        both = "sps" in ours and "sps" in base
-        speed = ours["sps"] / base["sps"] if both else None
-        ratio = ours["peak"] / base["peak"] if both else None
-        inc_ratio = ours["inc"] / base["inc"] if both else None
 
         def cell(st: dict[str, Any], key: str) -> str:
             if "error" in st:
@@ -289,11 +316,21 @@ def main() -> None:
         def mem(st: dict[str, Any]) -> str:
             return "n/a" if "peak" not in st else f"{st['peak']:.0f} (+{st['inc']:.0f})"
 
-        params = "/".join(str(st["params"]) for st in stats.values() if "params" in st)
-        print(
-            f"| {cfg_name} | {params} | {cell(ours, 'sps')} | {cell(base, 'sps')} | {_fmt(speed, '.2f')}× | "
-            f"{mem(ours)} | {mem(base)} | {_fmt(ratio, '.2f')} ({_fmt(inc_ratio, '.2f')}) |"
-        )
+        for ours_alloc, base_alloc in pairs:
+            ours = stats.get(("neurop", ours_alloc), {})
+            base = stats.get(("neuralop", base_alloc), {})
+            both = "sps" in ours and "sps" in base
+            speed = ours["sps"] / base["sps"] if both else None
+            ratio = ours["peak"] / base["peak"] if both else None
+            inc_ratio = ours["inc"] / base["inc"] if both else None
+            label = ours_alloc if ours_alloc == base_alloc else f"as shipped ({ours_alloc} / {base_alloc})"
+            params = "/".join(str(st["params"]) for st in (ours, base) if "params" in st)
+            faults = " / ".join(f"{st['faults']:.0f}" for st in (ours, base) if "faults" in st)
+            print(
+                f"| {cfg_name} | {label} | {params} | {cell(ours, 'sps')} | {cell(base, 'sps')} | "
+                f"{_fmt(speed, '.2f')}× | {mem(ours)} | {mem(base)} | "
+                f"{_fmt(ratio, '.2f')} ({_fmt(inc_ratio, '.2f')}) | {faults} |"
+            )
 
 
 if __name__ == "__main__":

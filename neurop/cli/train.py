@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from neurop.cli import CONFIG_DIR, register_resolvers
 from neurop.cli.sweep import write_metrics
 from neurop.data.datamodule import OperatorDataModule
+from neurop.runtime import configure_cpu_allocator
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +119,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
     objects : dict
         ``cfg``, ``datamodule``, ``task``, ``callbacks``, ``loggers``, ``trainer``.
     """
+    mode = cfg.get("cpu_allocator", "default")
+    if configure_cpu_allocator(mode):
+        log.info("cpu_allocator=%s: released memory stays in the C heap", mode)
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
 

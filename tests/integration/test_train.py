@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 from neurop.cli import CONFIG_DIR, PROJECT_ROOT
 from neurop.cli.train import build_datamodule, optimized_metric, train
 from neurop.models import MODELS
+from neurop.runtime import _glibc
 from neurop.tasks.operator import OperatorTask
 
 PDE_CONFIGS = sorted(p.stem for p in (CONFIG_DIR / "pde").glob("*.yaml"))
@@ -299,6 +300,8 @@ def test_train_py_command_line(tmp_path, data_dir):
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert (run_dir / "csv" / "metrics.csv").is_file()
     assert (run_dir / "train.log").is_file()
+    if _glibc() is not None:  # configs/train.yaml: cpu_allocator: retain
+        assert "cpu_allocator=retain" in (run_dir / "train.log").read_text()
 
 
 @pytest.mark.slow
