@@ -123,3 +123,22 @@ def test_short_pinn_burgers_run_lowers_the_error_and_restores(compose_train) -> 
     fresh = PhysicsTask(**raw["hyper_parameters"])
     fresh.load_state_dict(raw["state_dict"])
     assert fresh.evaluate() == pytest.approx(task.evaluate(), rel=1e-6)
+
+
+def test_pinn_trains_in_float64_with_the_trainer_precision(compose_train) -> None:
+    # experiment=pinn_burgers runs in float64 (its float32 loss stalls at the rounding floor): the network,
+    # the collocation points and the loss must all be double, not silently float32.
+    cfg = compose_train(
+        ["experiment=pinn_burgers", *QUICK, "logger=none", "model.model_kwargs.hidden_channels=8",
+         "model.model_kwargs.n_layers=2", "model.adam_steps=10", "model.lbfgs_steps=5", "model.plot=false",
+         "model.n_collocation=128", "model.eval_every=15"],
+        tiny=False,
+    )  # fmt: skip
+    assert cfg.trainer.precision == "64-true"
+    metrics, objects = train(cfg)
+    task = objects["task"]
+    assert {p.dtype for p in task.net.parameters()} == {torch.float64}
+    batch = task.batch(0)
+    assert batch.points.dtype == torch.float64
+    loss, _ = task.loss(batch)
+    assert loss.dtype == torch.float64 and math.isfinite(metrics["test/rel_l2"])
