@@ -102,9 +102,14 @@ def generate(pde: str, params: dict[str, Any], seeds: list[int]) -> torch.Tensor
 
 
 # ---------------------------------------------------------------------------------------------- timing
-def time_child(method: str, n_points: int, n_x: int, steps: int, quick: bool) -> dict[str, Any]:
+def time_child(
+    method: str, n_points: int, n_x: int, steps: int, quick: bool, allocator: str = "retain"
+) -> dict[str, Any]:
     """Train steps of one configuration; run in a subprocess so its peak memory is its own."""
+    from neurop.runtime import configure_cpu_allocator
+
     torch.set_num_threads(1)
+    configure_cpu_allocator(allocator)
     setup = task_setup("diffusion_sorption", quick)
     setup["params"] = dict(resolution=n_x, n_t=101)
     task = build_task(
@@ -148,12 +153,17 @@ def time_child(method: str, n_points: int, n_x: int, steps: int, quick: bool) ->
     )
 
 
-def run_timing(points: list[int], steps: int, quick: bool) -> list[dict[str, Any]]:
+def run_timing(points: list[int], steps: int, quick: bool, allocator: str = "retain") -> list[dict[str, Any]]:
     rows = []
     for m in points:
         n_x = 128 if m <= 10_000 else 1024  # 100 x 126 interior points hold 10^4; 10^5 needs 1024 nodes
         for method in ("global", "experts"):
-            cmd = [sys.executable, __file__, "--_child", json.dumps([method, m, n_x, steps, quick])]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--_child",
+                json.dumps([method, m, n_x, steps, quick, allocator]),
+            ]
             out = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if out.returncode:
                 raise RuntimeError(f"timing child {method} m={m} failed:\n{out.stderr[-3000:]}")
@@ -223,7 +233,8 @@ def markdown(timing: list[dict[str, Any]], acc: dict[str, dict[str, float]], arg
         "",
         "One training step: FNO basis (N = 16), constraint solve (global: one problem per sample; "
         "experts: [1, 4] blocks, the points shared among them), residual loss, implicit backward, Adam. "
-        "Peak memory is the growth of the process's peak RSS over the timed steps.",
+        "Peak memory is the growth of the process's peak RSS over the timed steps. "
+        f"C allocator: `{args.allocator}` (`neurop.runtime`; `python train.py` uses `retain`).",
         "",
         "| points | global s/step | experts s/step | speed-up | global peak MB | experts peak MB "
         "| LM its g/e |",
@@ -269,13 +280,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--skip-timing", action="store_true")
     parser.add_argument(
+        "--allocator", default="retain", choices=["default", "retain"], help="C allocator of the timed runs"
+    )
+    parser.add_argument(
         "--pdes", nargs="+", default=["diffusion_sorption", "navier_stokes"], choices=list(PUBLISHED)
     )
     parser.add_argument("--_child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args._child is not None:
-        method, m, n_x, steps, quick = json.loads(args._child)
-        print(json.dumps(time_child(method, m, n_x, steps, quick)))
+        method, m, n_x, steps, quick, allocator = json.loads(args._child)
+        print(json.dumps(time_child(method, m, n_x, steps, quick, allocator)))
         return
     points = args.points or ([100, 1000, 10_000] if args.quick else [100, 1000, 10_000, 100_000])
     budget = args.budget if args.budget is not None else (10.0 if args.quick else 60.0)
@@ -283,7 +297,7 @@ def main(argv: list[str] | None = None) -> None:
     timing = []
     if not args.skip_timing:
         print("step time against sampled points:", flush=True)
-        timing = run_timing(points, steps=2 if args.quick else 3, quick=args.quick)
+        timing = run_timing(points, steps=2 if args.quick else 3, quick=args.quick, allocator=args.allocator)
     acc: dict[str, dict[str, float]] = {}
     if not args.skip_accuracy:
         print("accuracy:", flush=True)

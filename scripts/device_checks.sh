@@ -24,12 +24,12 @@ mkdir -p "$OUT"
 
 trainer=gpu
 scale=1
-bench_args=(--rounds 2 --warmup 3 --steps 20)
+bench_args=(--rounds 2 --warmup 3 --steps 20 --allocators retain)  # host allocator: CUDA tensors do not use it
 if [ "$DEVICE" = cpu ]; then trainer=cpu; fi
 if [ "$SMOKE" = 1 ]; then
   scale=0.01
   EPOCH_SCALE=0.004
-  bench_args=(--rounds 1 --warmup 1 --steps 2 --configs fno1d-1024-m16)
+  bench_args=(--rounds 1 --warmup 1 --steps 2 --configs fno1d-1024-m16 --allocators retain)
 fi
 
 {
