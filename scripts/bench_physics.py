@@ -34,6 +34,7 @@ import torch
 from omegaconf import OmegaConf
 
 from neurop.cli import CONFIG_DIR
+from neurop.runtime import configure_cpu_allocator
 from neurop.tasks.physics import PhysicsTask
 
 # Published numbers (../shared/REFERENCE.md): (PINN, PIG) relative L2, "–" where not reported.
@@ -297,6 +298,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--speed-iters", type=int, default=500, help="iterations timed in the DeepXDE comparison")
     ap.add_argument("--no-speed", action="store_true", help="skip the DeepXDE comparison")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--allocator",
+        default="retain",
+        choices=["default", "retain"],
+        help="C allocator for every run in this process (neurop.runtime; train.py uses retain)",
+    )
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--compile", action="store_true", help="torch.compile the losses (compilation not timed)")
@@ -305,6 +312,7 @@ def main(argv: list[str] | None = None) -> None:
     if not 0 <= args.adam_fraction <= 1:
         ap.error(f"--adam-fraction must be in [0, 1], got {args.adam_fraction}")
     torch.set_num_threads(args.threads)
+    configure_cpu_allocator(args.allocator)
     seconds = 3.0 if args.quick else args.seconds
     speed_iters = 100 if args.quick else args.speed_iters
 
