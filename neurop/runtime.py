@@ -20,11 +20,9 @@ import ctypes
 import ctypes.util
 import logging
 import sys
-from typing import Literal
 
 log = logging.getLogger(__name__)
 
-CpuAllocator = Literal["default", "retain"]
 CPU_ALLOCATORS: tuple[str, ...] = ("default", "retain")
 
 # glibc's mallopt parameters (malloc.h).
@@ -86,4 +84,4 @@ def cpu_allocator() -> str:
     return _applied
 
 
-__all__ = ["CPU_ALLOCATORS", "CpuAllocator", "configure_cpu_allocator", "cpu_allocator"]
+__all__ = ["CPU_ALLOCATORS", "configure_cpu_allocator", "cpu_allocator"]

@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from neurop.runtime import CPU_ALLOCATORS, configure_cpu_allocator
+
 # experts: every expert has all initial/boundary rows (the method as described); experts_local: only the
 # rows inside its block.
 METHODS = ("soft", "global", "experts", "experts_local")
@@ -106,8 +108,6 @@ def time_child(
     method: str, n_points: int, n_x: int, steps: int, quick: bool, allocator: str = "retain"
 ) -> dict[str, Any]:
     """Train steps of one configuration; run in a subprocess so its peak memory is its own."""
-    from neurop.runtime import configure_cpu_allocator
-
     torch.set_num_threads(1)
     configure_cpu_allocator(allocator)
     setup = task_setup("diffusion_sorption", quick)
@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--skip-timing", action="store_true")
     parser.add_argument(
-        "--allocator", default="retain", choices=["default", "retain"], help="C allocator of the timed runs"
+        "--allocator", default="retain", choices=list(CPU_ALLOCATORS), help="C allocator of the timed runs"
     )
     parser.add_argument(
         "--pdes", nargs="+", default=["diffusion_sorption", "navier_stokes"], choices=list(PUBLISHED)

@@ -34,7 +34,7 @@ import torch
 from omegaconf import OmegaConf
 
 from neurop.cli import CONFIG_DIR
-from neurop.runtime import configure_cpu_allocator
+from neurop.runtime import CPU_ALLOCATORS, configure_cpu_allocator
 from neurop.tasks.physics import PhysicsTask
 
 # Published numbers (../shared/REFERENCE.md): (PINN, PIG) relative L2, "–" where not reported.
@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--allocator",
         default="retain",
-        choices=["default", "retain"],
+        choices=list(CPU_ALLOCATORS),
         help="C allocator for every run in this process (neurop.runtime; train.py uses retain)",
     )
     ap.add_argument("--device", default="cpu")

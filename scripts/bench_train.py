@@ -43,6 +43,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from neurop.runtime import CPU_ALLOCATORS, configure_cpu_allocator
+
 CONFIGS: dict[str, dict[str, Any]] = {
     "fno2d-64-m12": dict(grid=[64, 64], modes=12, width=32, layers=4, batch=20),
     "fno2d-64-m16": dict(grid=[64, 64], modes=16, width=32, layers=4, batch=20),
@@ -149,8 +151,6 @@ def worker(cfg_name: str, impl: str, args: argparse.Namespace) -> dict[str, Any]
     on CPU the peak RSS and its increment over the RSS reached after building model and data; on CUDA
     ``torch.cuda.max_memory_allocated`` and its increment over the allocation before the first step.
     """
-    from neurop.runtime import configure_cpu_allocator
-
     configure_cpu_allocator(args.allocators[0])
     cfg = CONFIGS[cfg_name]
     s = make_setup(impl, cfg, args)
@@ -246,7 +246,7 @@ def main() -> None:
         "--allocators",
         nargs="+",
         default=["default", "retain"],
-        choices=["default", "retain"],
+        choices=list(CPU_ALLOCATORS),
         help="C allocator settings to run both models under (neurop.runtime; train.py uses retain)",
     )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
