@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -89,6 +91,53 @@ def test_chunked_evaluation_equals_unchunked(covariance: str) -> None:
         (j.u.square().sum() + j.du.square().sum() + j.d2u.square().sum()).backward()
     for (n, pw), (_, pc) in zip(whole.named_parameters(), chunked.named_parameters(), strict=True):
         torch.testing.assert_close(pc.grad, pw.grad, rtol=1e-10, atol=1e-12, msg=n)
+
+
+@pytest.mark.parametrize("second_axes", [(0, 1), (1,), ()])
+def test_fused_diagonal_jet_equals_the_generic_path(second_axes: tuple[int, ...]) -> None:
+    # The diagonal-covariance jet runs a hand-differentiated kernel block by block (3 blocks here, the
+    # last one partial); values and gradients w.r.t. the points and every parameter equal autograd
+    # through the generic (n, N, d) expression.
+    fused = _embedding("diagonal", chunk_size=4, n=7)
+    generic = _embedding("diagonal", chunk_size=4, n=7)
+    generic.fused_jet = False
+    with torch.no_grad():
+        fused.log_scales.uniform_(-1.5, -0.5)  # unequal scales per Gaussian and axis
+    generic.load_state_dict(fused.state_dict())
+    assert fused.fused_block() == 4
+    x0 = torch.rand(10, 2, dtype=F64) * 2 - 1
+    weights = [torch.randn(10, 3, dtype=F64), torch.randn(10, 2, 3, dtype=F64),
+               torch.randn(10, len(second_axes), 3, dtype=F64)]  # fmt: skip
+    grads = []
+    for emb in (fused, generic):
+        x = x0.clone().requires_grad_(True)
+        j = emb.jet(x, second_axes)
+        loss = sum((w * t).sum() for w, t in zip(weights, (j.u, j.du, j.d2u), strict=True))
+        loss.backward()
+        grads.append([j.u, j.du, j.d2u, x.grad] + [p.grad for p in emb.parameters()])
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-13)
+
+
+def test_far_gaussians_underflow_to_the_definition() -> None:
+    # σ = 0.01: almost every point-Gaussian pair is beyond exp's underflow, where the exponent is
+    # clamped (a fast path for the CPU's exp); values and derivatives still match the exact definition.
+    emb = _embedding("diagonal", n=50)
+    with torch.no_grad():
+        emb.log_scales.fill_(math.log(0.01))
+    x = torch.rand(40, 2, dtype=F64) * 2 - 1
+    x[:5] = emb.means[:5].detach() + 0.01  # a few points near a mean
+    diff = x[:, None] - emb.means[None]
+    g = torch.exp(-0.5 * (diff / 0.01).square().sum(-1))
+    assert (g == 0).float().mean() > 0.9
+    torch.testing.assert_close(emb.jet(x, (0, 1)).u, g @ emb.features, rtol=1e-12, atol=1e-200)
+    for dtype in (torch.float32, F64):
+        slow = autograd_jet(emb.to(dtype), x.to(dtype), (0, 1))
+        fast = emb.jet(x.to(dtype), (0, 1))
+        for a, b in ((fast.u, slow.u), (fast.du, slow.du), (fast.d2u, slow.d2u)):
+            # up to the dtype's rounding, relative to the field's scale (d²u ~ 1/σ² = 1e4 here)
+            tol = (1e-5 if dtype == torch.float32 else 1e-12) * b.abs().max().item()
+            torch.testing.assert_close(a, b, rtol=0, atol=tol)
 
 
 def test_pig_model_jet_and_forward_agree_with_autograd() -> None:
