@@ -6,8 +6,9 @@
 many Gaussians; the derivatives needed by physics losses are computed in closed form
 (``∇g = −Σ⁻¹(x − μ) g``, ``∂²g/∂x_j² = ((Σ⁻¹(x − μ))_j² − (Σ⁻¹)_jj) g``). With diagonal covariances
 (the paper's set-up) they run in a fused kernel with a hand-written backward pass
-(:class:`_DiagonalGaussianJet`): 6.5× faster than autograd through the generic expression at the paper's
-size (2000 Gaussians × 10k points, one CPU core: 2.93 → 0.44 s per forward and backward).
+(:class:`_DiagonalGaussianJet`): 6.3× faster than autograd through the generic expression at the paper's
+size (2000 Gaussians × 10k points, one CPU core: 2.69 → 0.43 s per forward and backward,
+``scripts/bench_gaussians.py``).
 """
 
 from __future__ import annotations
@@ -77,10 +78,10 @@ def _jet_block(
 
 def _jet_block_grad(
     x: Tensor, means: Tensor, inv_var: Tensor, features: Tensor, second_axes: tuple[int, ...],
-    grad_u: Tensor, grad_du: Tensor, grad_d2u: Tensor,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
-    """Gradients of ``<grad_u, u> + <grad_du, du> + <grad_d2u, d2u>`` w.r.t. x, μ, s = 1/σ² and the
-    features (transposed, (k, N)) at one block of points; see :class:`_DiagonalGaussianJet`."""
+    grad_u: Tensor, grad_du: Tensor, grad_d2u: Tensor, need_x: bool,
+) -> tuple[Tensor | None, Tensor, Tensor, Tensor]:  # fmt: skip
+    """Gradients of ``<grad_u, u> + <grad_du, du> + <grad_d2u, d2u>`` w.r.t. x (if ``need_x``), μ,
+    s = 1/σ² and the features (transposed, (k, N)) at one block of points (:class:`_DiagonalGaussianJet`)."""
     diffs, qs, g = _diagonal_pair_terms(x, means, inv_var)
     ft = features.t()
     d = x.shape[1]
@@ -101,7 +102,7 @@ def _jet_block_grad(
             grad_ft.add_(grad_d2u[:, a].t() @ hq.mul_(g))
             t.addcmul_(c2[j], qs[j], value=2.0)
         ts.append(t)
-    grad_x = torch.empty_like(x)
+    grad_x = torch.empty_like(x) if need_x else None
     grad_means = torch.empty_like(means)
     grad_inv_var = torch.empty_like(inv_var)
     for j in range(d):
@@ -111,7 +112,8 @@ def _jet_block_grad(
         b = ts[j].add_(m, alpha=-0.5)
         gd = m.mul_(-0.5).add_(b).mul_(g)
         grad_means[:, j] = gd.sum(0).mul_(inv_var[:, j]).neg_()
-        grad_x[:, j] = gd @ inv_var[:, j]
+        if grad_x is not None:
+            grad_x[:, j] = gd @ inv_var[:, j]
         gs = diffs[j].mul_(b)
         if j in c2:
             gs.sub_(c2[j])
@@ -156,21 +158,22 @@ class _DiagonalGaussianJet(torch.autograd.Function):
     ) -> tuple[Tensor | None, ...]:
         x, means, inv_var, features = ctx.saved_tensors  # type: ignore[attr-defined]
         second_axes, block = ctx.second_axes, ctx.block  # type: ignore[attr-defined]
-        grad_x = torch.empty_like(x)
+        need_x = bool(ctx.needs_input_grad[0])  # type: ignore[attr-defined]
+        grad_x = torch.empty_like(x) if need_x else None
         grad_means = torch.zeros_like(means)
         grad_inv_var = torch.zeros_like(inv_var)
         grad_ft = features.new_zeros(features.shape[1], features.shape[0])
         for s in range(0, x.shape[0], block):
             sl = slice(s, s + block)
             gx, gm, gs, gf = _jet_block_grad(
-                x[sl], means, inv_var, features, second_axes, grad_u[sl], grad_du[sl], grad_d2u[sl]
+                x[sl], means, inv_var, features, second_axes, grad_u[sl], grad_du[sl], grad_d2u[sl], need_x
             )
-            grad_x[sl] = gx
+            if grad_x is not None:
+                grad_x[sl] = gx
             grad_means += gm
             grad_inv_var += gs
             grad_ft += gf
-        needs_x = ctx.needs_input_grad[0]  # type: ignore[attr-defined]
-        return grad_x if needs_x else None, grad_means, grad_inv_var, grad_ft.t(), None, None
+        return grad_x, grad_means, grad_inv_var, grad_ft.t(), None, None
 
 
 class GaussianEmbedding(nn.Module):
