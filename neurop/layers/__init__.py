@@ -14,6 +14,7 @@ from neurop.layers.mlp import (
     gated_add_,
     get_activation,
     pointwise_linear,
+    two_layer,
 )
 from neurop.layers.spectral_conv import SpectralConv, check_n_modes, dft_matrices
 
@@ -32,4 +33,5 @@ __all__ = [
     "pad_right",
     "padding_sizes",
     "pointwise_linear",
+    "two_layer",
 ]

@@ -142,6 +142,94 @@ def act_linear(pre: Tensor, weight: Tensor, bias: Tensor, activation: str) -> Te
     return pointwise_linear(act(pre), weight, bias)
 
 
+class _TwoLayer(torch.autograd.Function):
+    """``y = W2 act(W1 x + b1) + b2`` per point, saving ``x`` only; backward recomputes the hidden layer.
+
+    Both passes walk sample by sample through blocks of points whose hidden layer fits in a core's
+    cache, so neither the hidden pre-activation nor its gradient ever exists at full size. For a wide
+    hidden layer (the FNO projection: 32 → 64 or 128 → 1) that removes the two largest tensors of a
+    training step and their trips through main memory, at the price of recomputing the first GEMM.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, name: str) -> Tensor:
+        act = _ACTIVATIONS[name]
+        batch, _, n = x.shape
+        y = x.new_empty(batch, w2.shape[0], n)
+        b1c, b2c = b1.unsqueeze(-1), b2.unsqueeze(-1)
+        for b, p, q in _point_blocks(x, w1.shape[0]):
+            y[b, :, p:q] = torch.addmm(b2c, w2, act(torch.addmm(b1c, w1, x[b, :, p:q])))
+        ctx.save_for_backward(x, w1, b1, w2)
+        ctx.name = name
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        x, w1, b1, w2 = ctx.saved_tensors
+        act = _ACTIVATIONS[ctx.name]
+        grad = grad.contiguous()
+        grad_x = torch.empty_like(x) if ctx.needs_input_grad[0] else None
+        grad_w1, grad_b1 = torch.zeros_like(w1), torch.zeros_like(b1)
+        grad_w2 = torch.zeros_like(w2)
+        b1c, w1t, w2t = b1.unsqueeze(-1), w1.t(), w2.t()
+        for b, p, q in _point_blocks(x, w1.shape[0]):
+            xc, gc = x[b, :, p:q], grad[b, :, p:q]
+            pre = torch.addmm(b1c, w1, xc)
+            grad_w2.addmm_(gc, act(pre).t())
+            g = _activation_backward_(ctx.name, torch.mm(w2t, gc), pre)
+            grad_w1.addmm_(g, xc.t())
+            grad_b1 += g.sum(1)
+            if grad_x is not None:
+                grad_x[b, :, p:q] = torch.mm(w1t, g)
+        return grad_x, grad_w1, grad_b1, grad_w2, grad.sum((0, 2)), None
+
+
+# Points per block of the fused two-layer MLP are chosen so a block's hidden layer stays below this many
+# bytes (a fraction of a core's L2 cache): recomputing it in backward then costs arithmetic, not memory.
+_CACHE_BYTES = 2**19
+
+
+def _point_blocks(x: Tensor, hidden: int) -> list[tuple[int, int, int]]:
+    """``(sample, start, stop)`` blocks of points covering ``x`` of shape ``(B, C, N)``."""
+    n = x.shape[-1]
+    size = max(1, min(_CACHE_BYTES, _CHUNK_BYTES) // max(hidden * x.element_size(), 1))
+    return [(b, p, min(p + size, n)) for b in range(x.shape[0]) for p in range(0, n, size)]
+
+
+def two_layer(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, activation: str) -> Tensor:
+    """``pointwise_linear(act(pointwise_linear(x, w1, b1)), w2, b2)`` on ``(B, C_in, N)``, memory-lean.
+
+    With gradients enabled (and no autocast) only ``x`` is stored for backward and the hidden layer is
+    computed, in both passes, a few MB at a time: the hidden pre-activation and its gradient never exist
+    at full size. Double backward through it is not supported.
+
+    Parameters
+    ----------
+    x : Tensor, shape (B, C_in, N)
+    w1 : Tensor, shape (H, C_in)
+    b1 : Tensor, shape (H,)
+    w2 : Tensor, shape (C_out, H)
+    b2 : Tensor, shape (C_out,)
+    activation : {"gelu", "tanh", "relu", "silu"}
+
+    Returns
+    -------
+    Tensor, shape (B, C_out, N)
+    """
+    act = get_activation(activation)
+    fused = (
+        torch.is_grad_enabled()
+        and not torch.is_autocast_enabled(x.device.type)
+        and x.dtype in (torch.float32, torch.float64)
+        and x.dtype == w1.dtype == w2.dtype
+        and x.is_contiguous()
+    )
+    if fused:
+        return _TwoLayer.apply(x, w1, b1, w2, b2, activation)
+    return pointwise_linear(act(pointwise_linear(x, w1, b1)), w2, b2)
+
+
 class _GatedAdd(torch.autograd.Function):
     """``q + g * x`` with ``g`` per channel, written into ``q``; the gate gradient is reduced per sample."""
 
@@ -281,6 +369,11 @@ class ChannelMLP(nn.Module):
         Tensor, shape (B, out_channels, *spatial)
         """
         batch, spatial = x.shape[0], x.shape[2:]
+        if len(self.weights) == 2:
+            x3 = x.reshape(batch, x.shape[1], -1)
+            w, b = self.weights, self.biases
+            h = two_layer(x3.contiguous(), w[0], b[0], w[1], b[1], self.activation)
+            return h.view(batch, h.shape[1], *spatial)
         h = pointwise_linear(x.reshape(batch, x.shape[1], -1), self.weights[0], self.biases[0])
         # Integer indexing, not slicing: a sliced ParameterList re-wraps tensors swapped in by
         # torch.func.functional_call as fresh Parameters, cutting them out of the graph.
