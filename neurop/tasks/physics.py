@@ -12,6 +12,7 @@ the test step logs ``test/rel_l2`` and saves a figure of solution, reference and
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -267,6 +268,10 @@ class PhysicsTask(L.LightningModule):
         self.automatic_optimization = False
         self.best_rel_l2 = math.inf
         self._compiled_loss: Any = None
+        # Seconds spent in training steps (evaluation excluded), logged as val/train_time_s next to
+        # val/rel_l2: the clock for comparisons at equal training time. Not restored on resume.
+        self.train_time_s = 0.0
+        self._step_start: float | None = None
 
     # -- losses ---------------------------------------------------------------------------------------
     def jet(self, x: Tensor) -> Jet:
@@ -382,6 +387,14 @@ class PhysicsTask(L.LightningModule):
         """``u(x)``: points (N, d) -> (N, out_channels)."""
         return self.net(x)
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self._step_start = time.perf_counter()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self._step_start is not None:
+            self.train_time_s += time.perf_counter() - self._step_start
+            self._step_start = None
+
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         step = self.global_step
         adam, lbfgs = self.optimizers()  # type: ignore[misc]
@@ -436,6 +449,7 @@ class PhysicsTask(L.LightningModule):
         err = self.evaluate()
         self.best_rel_l2 = min(self.best_rel_l2, err)
         self.log("val/rel_l2", err, prog_bar=True, batch_size=1)
+        self.log("val/train_time_s", self.train_time_s, batch_size=1)
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         pred = self.predict_reference_grid()

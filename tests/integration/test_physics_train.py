@@ -100,6 +100,10 @@ def test_short_pig_helmholtz_run_lowers_the_error(compose_train) -> None:
     rows = [r for r in _read_csv(out / "csv" / "metrics.csv") if r.get("val/rel_l2")]
     errors = [float(r["val/rel_l2"]) for r in rows]
     assert len(errors) == task.total_steps // 25 == 7
+    # The training clock logged with every evaluation grows and covers the run (evaluation excluded).
+    clock = [float(r["val/train_time_s"]) for r in rows]
+    assert 0 < clock[0] and all(b > a for a, b in zip(clock, clock[1:], strict=False)), clock
+    assert clock[-1] == pytest.approx(task.train_time_s, rel=0.2)
     assert errors[-1] < 0.5 * errors[0] and metrics["test/rel_l2"] < 0.3, errors
     assert (out / "figures" / "physics_solution.png").stat().st_size > 5000
     assert (out / "checkpoints" / "last.ckpt").is_file()
