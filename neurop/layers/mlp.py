@@ -68,6 +68,18 @@ def _chunks(pre: Tensor) -> range:
     return range(0, pre.shape[0], max(1, _CHUNK_BYTES // max(per_sample, 1)))
 
 
+def _fusable(x: Tensor, *weights: Tensor) -> bool:
+    """Whether the hand-written memory-lean autograd functions apply: training without autocast, a
+    contiguous float32/float64 input and weights of the same dtype."""
+    return (
+        torch.is_grad_enabled()
+        and not torch.is_autocast_enabled(x.device.type)
+        and x.dtype in (torch.float32, torch.float64)
+        and all(w.dtype == x.dtype for w in weights)
+        and x.is_contiguous()
+    )
+
+
 class _ActLinear(torch.autograd.Function):
     """``y = W act(pre) + b`` per point, saving only ``pre`` and recomputing ``act(pre)`` in backward.
 
@@ -130,14 +142,7 @@ def act_linear(pre: Tensor, weight: Tensor, bias: Tensor, activation: str) -> Te
     Tensor, shape (B, C_out, N)
     """
     act = get_activation(activation)
-    fused = (
-        torch.is_grad_enabled()
-        and not torch.is_autocast_enabled(pre.device.type)
-        and pre.dtype in (torch.float32, torch.float64)
-        and pre.dtype == weight.dtype
-        and pre.is_contiguous()
-    )
-    if fused:
+    if _fusable(pre, weight):
         return _ActLinear.apply(pre, weight, bias, activation)
     return pointwise_linear(act(pre), weight, bias)
 
@@ -201,8 +206,8 @@ def two_layer(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, activat
     """``pointwise_linear(act(pointwise_linear(x, w1, b1)), w2, b2)`` on ``(B, C_in, N)``, memory-lean.
 
     With gradients enabled (and no autocast) only ``x`` is stored for backward and the hidden layer is
-    computed, in both passes, a few MB at a time: the hidden pre-activation and its gradient never exist
-    at full size. Double backward through it is not supported.
+    computed, in both passes, in blocks of points that fit in a core's cache: the hidden pre-activation and
+    its gradient never exist at full size. Double backward through it is not supported.
 
     Parameters
     ----------
@@ -218,14 +223,7 @@ def two_layer(x: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, activat
     Tensor, shape (B, C_out, N)
     """
     act = get_activation(activation)
-    fused = (
-        torch.is_grad_enabled()
-        and not torch.is_autocast_enabled(x.device.type)
-        and x.dtype in (torch.float32, torch.float64)
-        and x.dtype == w1.dtype == w2.dtype
-        and x.is_contiguous()
-    )
-    if fused:
+    if _fusable(x, w1, w2):
         return _TwoLayer.apply(x, w1, b1, w2, b2, activation)
     return pointwise_linear(act(pointwise_linear(x, w1, b1)), w2, b2)
 
@@ -310,7 +308,8 @@ def pointwise_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> T
 class ChannelMLP(nn.Module):
     """Pointwise MLP mixing the channels of a channels-first tensor at every grid point.
 
-    Every layer is one batched GEMM (:func:`pointwise_linear`), cheaper on CPU than ``Conv1d``.
+    Every layer is one batched GEMM (:func:`pointwise_linear`), cheaper on CPU than ``Conv1d``; a 2-layer
+    MLP goes through :func:`two_layer`, which stores only its input for backward.
 
     Parameters
     ----------
