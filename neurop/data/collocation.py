@@ -100,6 +100,11 @@ class CollocationSampler:
         self._batch: CollocationBatch | None = None
         self._drawn_at = -1
 
+    @property
+    def drawn_at(self) -> int:
+        """The step at which the current points were drawn (-1 before the first draw)."""
+        return self._drawn_at
+
     def draw(self, dtype: torch.dtype = torch.float32) -> CollocationBatch:
         """A fresh set of points (on CPU)."""
         p = self.problem

@@ -133,6 +133,11 @@ class PhysicsTask(L.LightningModule):
     sampler : {"uniform", "lhs"}
     resample_every : int
         Redraw the points every this many steps (0: never).
+    lbfgs_restart_on_resample : bool
+        Drop the L-BFGS curvature history whenever the points are redrawn during the L-BFGS phase, so
+        curvature pairs never mix two sets of points (the first step on new points is steepest descent
+        with a line search). Meant for ``resample_every`` of tens to hundreds of steps; with 1 every
+        step would be steepest descent.
     loss_weights : dict of str to float, optional
         ``"residual"`` and condition names (``"ic"``, ``"bc"``, ``"periodic"``, …); missing ones are 1.
     adam_steps, lbfgs_steps : int
@@ -174,6 +179,7 @@ class PhysicsTask(L.LightningModule):
         n_boundary: int = 256,
         sampler: str = "uniform",
         resample_every: int = 0,
+        lbfgs_restart_on_resample: bool = False,
         loss_weights: dict[str, float] | None = None,
         adam_steps: int = 1000,
         lbfgs_steps: int = 0,
@@ -419,6 +425,9 @@ class PhysicsTask(L.LightningModule):
                 logged.update(t)
                 return value
 
+            if self.hparams.get("lbfgs_restart_on_resample") and self.sampler.drawn_at == step:
+                if step > self.hparams.adam_steps:  # new points, not the first L-BFGS step
+                    getattr(lbfgs, "optimizer", lbfgs).state.clear()
             loss = self.lbfgs_step(lbfgs, closure)
             self.log("train/lbfgs_restarts", float(self.lbfgs_restarts), batch_size=1)
         if not torch.isfinite(loss):

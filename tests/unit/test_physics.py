@@ -383,3 +383,32 @@ def test_lbfgs_step_that_does_not_move_restarts_the_history():
     PhysicsTask.lbfgs_step(task, opt, closure)
     assert task.lbfgs_restarts == 1
     assert not opt.state, "the curvature history must be dropped after a step that did not move"
+
+
+@pytest.mark.parametrize("restart", [False, True])
+def test_lbfgs_history_is_dropped_when_points_are_redrawn_only_if_asked(restart: bool) -> None:
+    """With ``lbfgs_restart_on_resample``, the L-BFGS state is empty exactly on steps that redraw points."""
+    import lightning as L
+
+    task = PhysicsTask("pinn", {"hidden_channels": 4, "n_layers": 1}, {"problem": "helmholtz", "params": {}},
+                       n_collocation=32, n_boundary=8, resample_every=3, lbfgs_restart_on_resample=restart,
+                       adam_steps=2, lbfgs_steps=8, eval_every=10, plot=False)  # fmt: skip
+    seen: dict[int, int] = {}  # step -> L-BFGS iterations in its history when the step starts
+    inner = task.lbfgs_step
+
+    def spy(optimizer, closure):
+        state = getattr(optimizer, "optimizer", optimizer).state
+        seen[task.global_step] = sum(s.get("n_iter", 0) for s in state.values())
+        return inner(optimizer, closure)
+
+    task.lbfgs_step = spy  # type: ignore[method-assign]
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0,
+                        **task.trainer_overrides())  # fmt: skip
+    trainer.fit(task)
+    assert sorted(seen) == list(range(2, 10))
+    assert seen[2] == 0  # first L-BFGS step
+    if restart:  # points redrawn at steps 3, 6 and 9: history restarts there and grows in between
+        assert seen == {2: 0, 3: 0, 4: 1, 5: 2, 6: 0, 7: 1, 8: 2, 9: 0}
+    else:
+        assert seen == {s: s - 2 for s in range(2, 10)}
