@@ -66,6 +66,33 @@ def run_name(default: str) -> str:
     return str(default) if cfg is None else f"{default}-{cfg.job.num}"
 
 
+_CLAIMED_DIRS: dict[str, str] = {}
+
+
+def fresh_dir(path: str) -> str:
+    """``path``, or the first of ``path_1``, ``path_2``, … that does not exist yet, created by this call.
+
+    Run directories are named by the second (``outputs/<date>/<time>``), so two runs started in the same
+    second by separate processes would otherwise share one directory, and write one ``metrics.csv``
+    with two column sets (Lightning's CSV logger then fails). Each candidate is claimed with an atomic
+    ``mkdir``, so concurrent processes never get the same one. The answer is remembered per process:
+    Hydra may resolve its run directory more than once.
+    """
+    path = str(path)
+    if path not in _CLAIMED_DIRS:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        candidate, n = path, 0
+        while True:
+            try:
+                Path(candidate).mkdir()
+                break
+            except FileExistsError:
+                n += 1
+                candidate = f"{path}_{n}"
+        _CLAIMED_DIRS[path] = candidate
+    return _CLAIMED_DIRS[path]
+
+
 def register_resolvers() -> None:
     """Register the ``neurop.*`` OmegaConf resolvers used by configs/ (idempotent)."""
     OmegaConf.register_new_resolver("neurop.per_dim", per_dim, replace=True)
@@ -73,6 +100,7 @@ def register_resolvers() -> None:
     OmegaConf.register_new_resolver("neurop.wandb_offline", wandb_offline, replace=True)
     OmegaConf.register_new_resolver("neurop.run_group", run_group, replace=True)
     OmegaConf.register_new_resolver("neurop.run_name", run_name, replace=True)
+    OmegaConf.register_new_resolver("neurop.fresh_dir", fresh_dir, replace=True)
 
 
 register_resolvers()
@@ -80,6 +108,7 @@ register_resolvers()
 __all__ = [
     "CONFIG_DIR",
     "PROJECT_ROOT",
+    "fresh_dir",
     "per_dim",
     "register_resolvers",
     "run_group",
