@@ -19,6 +19,7 @@ from neurop.layers.mlp import ActivationName, get_activation
 from neurop.models import MODELS
 
 BranchKind = Literal["mlp", "cnn"]
+TrunkKind = Literal["mlp", "pod"]
 
 
 def _check_positive_int(key: str, value: object) -> None:
@@ -183,6 +184,13 @@ class DeepONet(nn.Module):
         include both boundaries (``j/(n-1)``); see :func:`grid_points`.
     activation : {"gelu", "tanh", "relu", "silu"}
         Hidden activation; the trunk's last layer is activated too (as in Lu et al.).
+    trunk : {"mlp", "pod"}
+        ``"mlp"``: a trainable trunk network. ``"pod"``: POD-DeepONet (Lu et al. 2022): the basis is the
+        ``n_basis`` leading principal components of the training outputs on the sensor grid (each
+        scaled so that its coefficients have unit variance over the training set), plus their
+        mean, fixed after :meth:`fit_outputs` (the operator task calls it with the normalised training
+        outputs before fitting); only the branch trains. Between grid points the modes are interpolated
+        multilinearly. The modes are buffers, so checkpoints carry them.
     """
 
     def __init__(
@@ -198,6 +206,7 @@ class DeepONet(nn.Module):
         n_harmonics: int = 0,
         periodic: bool = True,
         activation: ActivationName = "gelu",
+        trunk: TrunkKind = "mlp",
     ) -> None:
         super().__init__()
         for key, value in (
@@ -217,6 +226,8 @@ class DeepONet(nn.Module):
             raise ValueError(f"n_harmonics must be an integer >= 0, got {n_harmonics!r}")
         if branch not in ("mlp", "cnn"):
             raise ValueError(f"branch must be 'mlp' or 'cnn', got {branch!r}")
+        if trunk not in ("mlp", "pod"):
+            raise ValueError(f"trunk must be 'mlp' or 'pod', got {trunk!r}")
         get_activation(activation)
         self.in_channels = in_channels
         self.out_channels = out_channels
@@ -234,13 +245,96 @@ class DeepONet(nn.Module):
                 in_channels, self.n_sensors, conv_channels, hidden_channels, width, activation
             )
         self.branch_kind = branch
-        trunk_in = self.dim * (2 * n_harmonics if n_harmonics else 1)
-        self.trunk = _MLP([trunk_in] + [hidden_channels] * n_layers + [width], activation, True)
+        self.trunk_kind = trunk
+        if trunk == "mlp":
+            trunk_in = self.dim * (2 * n_harmonics if n_harmonics else 1)
+            self.trunk = _MLP([trunk_in] + [hidden_channels] * n_layers + [width], activation, True)
+        else:
+            n_points = math.prod(self.n_sensors)
+            if n_basis > n_points:
+                raise ValueError(
+                    f"n_basis={n_basis} exceeds the {n_points} points of the sensor grid "
+                    f"n_sensors={self.n_sensors}: a POD trunk has at most that many modes"
+                )
+            self.register_buffer("pod_modes", torch.zeros(out_channels, n_basis, *self.n_sensors))
+            self.register_buffer("pod_mean", torch.zeros(out_channels, *self.n_sensors))
+            self.register_buffer("pod_fitted", torch.tensor(False))
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.register_buffer("sensors", grid_points(self.n_sensors, self.periodic), persistent=False)
         if n_harmonics:
             # Integers, scaled by 2π in the working precision so that y and y + 1 give the same features.
             self.register_buffer("wavenumbers", torch.arange(1, n_harmonics + 1.0), persistent=False)
+
+    # -- POD basis ------------------------------------------------------------------------------------
+    @property
+    def needs_output_fit(self) -> bool:
+        """Whether :meth:`fit_outputs` must see the training outputs before training (a POD trunk)."""
+        return self.trunk_kind == "pod"
+
+    def fit_outputs(self, y: Tensor) -> Tensor | None:
+        """Fit the POD trunk to training outputs (a no-op for an MLP trunk).
+
+        Parameters
+        ----------
+        y : Tensor, shape (N, out_channels, *n_sensors)
+            Training outputs in the units the network predicts (after the task's output normaliser).
+
+        Returns
+        -------
+        Tensor of shape (out_channels,) or None
+            For a POD trunk, the fraction of the centred outputs' energy the ``n_basis`` modes keep.
+        """
+        if self.trunk_kind != "pod":
+            return None
+        expected = (self.out_channels, *self.n_sensors)
+        if y.ndim != self.dim + 2 or tuple(y.shape[1:]) != expected:
+            raise ValueError(
+                f"POD trunk: training outputs must have shape (N, {', '.join(map(str, expected))}) "
+                f"(the sensor grid n_sensors={self.n_sensors}), got {tuple(y.shape)}; train on the "
+                f"sensor grid"
+            )
+        n = y.shape[0]
+        if n < self.n_basis:
+            raise ValueError(
+                f"POD trunk: n_basis={self.n_basis} modes need at least as many training samples, got {n}"
+            )
+        flat = y.detach().to(torch.float64).flatten(2)  # (N, C, P)
+        mean = flat.mean(0)
+        kept = []
+        modes = []
+        for c in range(self.out_channels):
+            _, sv, vh = torch.linalg.svd(flat[:, c] - mean[c], full_matrices=False)
+            # Mode k scaled by the spread of its coefficient: the branch then predicts coefficients of
+            # unit variance over the training set, and an untrained branch outputs fields of the data's size.
+            modes.append(vh[: self.n_basis] * (sv[: self.n_basis, None] / math.sqrt(n)))
+            energy = sv.square()
+            kept.append(energy[: self.n_basis].sum() / energy.sum().clamp_min(1e-300))
+        with torch.no_grad():
+            self.pod_modes.copy_(torch.stack(modes).view_as(self.pod_modes))
+            self.pod_mean.copy_(mean.view_as(self.pod_mean))
+            self.pod_fitted.fill_(True)
+        return torch.stack(kept).to(torch.float32)
+
+    def _pod_at(self, points: Tensor) -> tuple[Tensor, Tensor]:
+        """POD modes and mean at ``points`` (..., Q, dim): shapes (..., Q, C, n_basis) and (..., Q, C)."""
+        if not bool(self.pod_fitted):
+            raise RuntimeError(
+                "the POD trunk is not fitted: call fit_outputs(training outputs) first (the operator task "
+                "does this when training starts; a checkpoint carries the fitted modes)"
+            )
+        c, k = self.out_channels, self.n_basis
+        fields = torch.cat([self.pod_modes.flatten(0, 1), self.pod_mean], dim=0).unsqueeze(0)
+        flat = points.reshape(-1, self.dim)
+        grid = list(self.n_sensors)
+        if flat.shape[0] == math.prod(grid) and torch.equal(
+            flat, grid_points(grid, self.periodic, device=flat.device, dtype=flat.dtype)
+        ):
+            vals = fields.to(points.dtype).flatten(2)  # the sensor grid itself: no interpolation
+        else:
+            vals = sample_grid(fields.to(points.dtype), flat, self.periodic)
+        vals = vals[0].T  # (Q', C * K + C)
+        lead = points.shape[:-1]
+        return vals[:, : c * k].reshape(*lead, c, k), vals[:, c * k :].reshape(*lead, c)
 
     # -- parts ----------------------------------------------------------------------------------------
     def sensor_values(self, x: Tensor) -> Tensor:
@@ -306,6 +400,8 @@ class DeepONet(nn.Module):
             raise ValueError(
                 f"query points must have {self.dim} coordinates, got shape {tuple(points.shape)}"
             )
+        if self.trunk_kind == "pod":
+            return self._pod_at(points)[0]
         # Raw coordinates are centred on [-1, 1]: on [0, 1] the trunk fits kinked Darcy solutions far worse.
         feats = 2.0 * points - 1.0
         if self.n_harmonics:
@@ -330,16 +426,24 @@ class DeepONet(nn.Module):
         Tensor, shape (B, out_channels, Q)
         """
         b = self.branch_coefficients(x)
-        t = self.trunk_basis(points.to(b.dtype))
-        if points.ndim == 2:
-            out = torch.einsum("bck,qck->bcq", b, t)
-        elif points.ndim == 3 and points.shape[0] == x.shape[0]:
-            out = torch.einsum("bck,bqck->bcq", b, t)
-        else:
+        if not (points.ndim == 2 or (points.ndim == 3 and points.shape[0] == x.shape[0])):
             raise ValueError(
                 f"points must have shape (Q, {self.dim}) or ({x.shape[0]}, Q, {self.dim}), "
                 f"got {tuple(points.shape)}"
             )
+        points = points.to(b.dtype)
+        if self.trunk_kind == "pod":
+            t, mean = self._pod_at(points)
+        else:
+            t, mean = self.trunk_basis(points), None
+        if points.ndim == 2:
+            out = torch.einsum("bck,qck->bcq", b, t)
+            if mean is not None:
+                out = out + mean.T.unsqueeze(0)
+        else:
+            out = torch.einsum("bck,bqck->bcq", b, t)
+            if mean is not None:
+                out = out + mean.transpose(1, 2)
         return out + self.bias.view(1, -1, 1)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +21,8 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 SCHEDULERS = ("step", "cosine", "none")
 _OPTIMIZER_KEYS = {"name", "lr", "weight_decay", "betas"}
 _SCHEDULER_KEYS = {"name", "step_size", "gamma", "t_max", "eta_min", "interval"}
+
+log = logging.getLogger(__name__)
 
 
 def _resolution_label(shape: tuple[int, ...] | torch.Size) -> str:
@@ -189,6 +192,23 @@ class OperatorTask(L.LightningModule):
                         "a normaliser has no statistics (it acts as the identity): the DataModule gave "
                         "none; call set_normalizer_stats() before fitting"
                     )
+            if getattr(self.net, "needs_output_fit", False):
+                self._fit_net_to_outputs(dm)
+
+    def _fit_net_to_outputs(self, dm: Any) -> None:
+        """Show a data-fitted network part (e.g. DeepONet's POD trunk) the normalised training outputs."""
+        train = getattr(dm, "datasets", {}).get("train")
+        if train is None:
+            raise RuntimeError(
+                f"{type(self.net).__name__} must see the training outputs before fitting, but the "
+                f"DataModule {type(dm).__name__} has no datasets['train']; call net.fit_outputs(y) yourself"
+            )
+        y = torch.from_numpy(train.read("output", slice(None)))
+        if self.output_normalizer is not None:
+            y = self.output_normalizer.encode(y)
+        kept = self.net.fit_outputs(y)
+        if kept is not None:
+            log.info("output basis fitted on %d training samples: energy kept %s", y.shape[0], kept.tolist())
 
     # -- steps --------------------------------------------------------------------------------------
     def _loss(self, pred: Tensor, target: Tensor) -> Tensor:

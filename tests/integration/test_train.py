@@ -123,6 +123,36 @@ def test_checkpoint_restores_without_hydra_and_with_weights_only(compose_train, 
     assert _predict(fresh, torch.randn(2, 1, 33, 33)).shape == (2, 1, 33, 33)
 
 
+def test_pod_deeponet_fits_its_basis_when_training_starts_and_its_checkpoint_restores(
+    compose_train, fake_data
+):
+    grid = "model.model_kwargs.n_sensors=[17,17]"  # the tiny Darcy grid: POD modes live on the training grid
+    cfg = compose_train(
+        ["model=deeponet", "pde=darcy", "model.model_kwargs.trunk=pod", grid, "model.model_kwargs.n_basis=4"]
+    )
+    fake_data(cfg)
+    metrics, objects = train(cfg)
+    task = objects["task"]
+    assert bool(task.net.pod_fitted) and task.net.pod_modes.abs().sum() > 0
+    assert math.isfinite(metrics["test/rel_l2@17"])
+    # The modes are those of the normalised training outputs.
+    y = torch.from_numpy(objects["datamodule"].datasets["train"].read("output", slice(None)))
+    torch.testing.assert_close(
+        task.net.pod_mean, task.output_normalizer.encode(y).mean(0), rtol=1e-5, atol=1e-6
+    )
+
+    x = torch.randn(3, 1, 17, 17)
+    expected = _predict(task, x)
+    ckpt = objects["trainer"].checkpoint_callback.best_model_path
+    torch.testing.assert_close(
+        _predict(OperatorTask.load_from_checkpoint(ckpt, map_location="cpu"), x), expected
+    )
+    raw = torch.load(ckpt, map_location="cpu", weights_only=True)
+    fresh = OperatorTask(**raw["hyper_parameters"])
+    fresh.load_state_dict(raw["state_dict"])
+    torch.testing.assert_close(_predict(fresh, x), expected, rtol=0, atol=0)
+
+
 def test_test_only_run_from_a_checkpoint_reproduces_the_test_error(compose_train, fake_data):
     cfg = compose_train(["pde=darcy"], run_name="fit")
     fake_data(cfg)

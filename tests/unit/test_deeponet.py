@@ -158,3 +158,102 @@ def test_gradients_match_finite_differences(grid, branch):
     # Query points away from grid nodes, where interpolation is differentiable.
     q = (0.05 + 0.9 * torch.rand(3, dim, dtype=torch.float64)).requires_grad_()
     assert torch.autograd.gradcheck(model.evaluate, (x, q), eps=1e-6, atol=1e-6)
+
+
+# -- POD trunk (POD-DeepONet) -------------------------------------------------------------------------
+
+
+def _pod_data(grid: list[int], n: int = 40, rank: int = 3, channels: int = 2) -> torch.Tensor:
+    """Outputs that are a fixed mean plus ``rank`` fixed fields with random weights, per channel."""
+    g = torch.Generator().manual_seed(1)
+    mean = torch.randn(channels, *grid, generator=g, dtype=torch.float64)
+    fields = torch.randn(channels, rank, *grid, generator=g, dtype=torch.float64)
+    w = torch.randn(n, channels, rank, generator=g, dtype=torch.float64)
+    return mean + torch.einsum("ncr,cr...->nc...", w, fields)
+
+
+@pytest.mark.parametrize("grid", [[16], [7, 9]])
+def test_pod_trunk_spans_the_training_outputs_with_orthonormal_modes(grid):
+    y = _pod_data(grid)
+    model = _model(
+        in_channels=1, out_channels=2, n_sensors=grid, n_basis=5, trunk="pod", periodic=False
+    ).double()
+    kept = model.fit_outputs(y)
+    torch.testing.assert_close(kept, torch.ones(2), rtol=0, atol=1e-6)  # rank 3 <= 5 modes: all energy
+    modes = model.pod_modes.flatten(2)[:, :3]  # (C, 3, P): the modes that carry the data
+    gram = modes @ modes.transpose(1, 2)
+    off_diagonal = gram - torch.diag_embed(torch.diagonal(gram, dim1=1, dim2=2))
+    assert off_diagonal.abs().max() < 1e-10 * gram.abs().max()  # orthogonal
+    # Every training output is the mean plus a combination of the modes, with coefficients of unit variance.
+    centred = (y - model.pod_mean).flatten(2)  # (N, C, P)
+    coef = torch.linalg.solve(gram, torch.einsum("ncp,ckp->ckn", centred, modes))  # (C, 3, N)
+    torch.testing.assert_close(torch.einsum("ckn,ckp->ncp", coef, modes), centred, rtol=0, atol=1e-9)
+    torch.testing.assert_close(
+        coef.square().mean(-1), torch.ones(2, 3, dtype=torch.float64), rtol=0, atol=1e-10
+    )
+    # A POD trunk has no trainable trunk: only the branch and the bias.
+    assert not hasattr(model, "trunk")
+    assert {n.split(".")[0] for n, _ in model.named_parameters()} == {"branch", "bias"}
+
+
+def test_pod_output_is_branch_times_modes_plus_mean_and_interpolates_between_nodes():
+    grid = [9, 9]
+    model = _model(
+        in_channels=1, out_channels=2, n_sensors=grid, n_basis=4, trunk="pod", periodic=False
+    ).double()
+    model.fit_outputs(_pod_data(grid))
+    x = torch.randn(3, 1, *grid, dtype=torch.float64)
+    b = model.branch_coefficients(x)  # (B, C, K)
+    expected = (
+        torch.einsum("bck,ck...->bc...", b, model.pod_modes) + model.pod_mean + model.bias.view(1, 2, 1, 1)
+    )
+    out = model(x)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+    # Grid nodes queried as arbitrary (shuffled, per-sample) points give the grid values.
+    points = grid_points(grid, False, dtype=torch.float64)
+    perm = torch.randperm(points.shape[0])
+    per_sample = points[perm].expand(3, -1, -1)
+    torch.testing.assert_close(model.evaluate(x, per_sample), out.flatten(2)[..., perm], rtol=0, atol=1e-12)
+    # Midway between two nodes along y: the mean of the two node values (multilinear interpolation).
+    mid = torch.tensor([[2 / 8, 3.5 / 8]], dtype=torch.float64)
+    torch.testing.assert_close(
+        model.evaluate(x, mid)[..., 0], 0.5 * (out[..., 2, 3] + out[..., 2, 4]), rtol=0, atol=1e-12
+    )
+    # Finer grids: the branch resamples the input, the modes are interpolated.
+    assert model(torch.randn(2, 1, 17, 17, dtype=torch.float64)).shape == (2, 2, 17, 17)
+
+
+def test_pod_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
+    grid = [9, 9]
+    kw = {
+        "in_channels": 1,
+        "out_channels": 1,
+        "n_sensors": grid,
+        "n_basis": 4,
+        "trunk": "pod",
+        "periodic": False,
+    }
+    model = _model(**kw)
+    model.fit_outputs(_pod_data(grid, channels=1).float())
+    torch.save(model.state_dict(), tmp_path / "pod.pt")
+    fresh = _model(**kw)
+    fresh.load_state_dict(torch.load(tmp_path / "pod.pt", weights_only=True))
+    x = torch.randn(2, 1, *grid)
+    torch.testing.assert_close(fresh(x), model(x), rtol=0, atol=0)
+
+
+def test_pod_trunk_bad_use_is_explained():
+    with pytest.raises(ValueError, match=r"trunk must be 'mlp' or 'pod', got 'svd'"):
+        _model(n_sensors=[8], trunk="svd")
+    with pytest.raises(
+        ValueError, match=r"n_basis=70 exceeds the 64 points of the sensor grid n_sensors=\[8, 8\]"
+    ):
+        _model(n_sensors=[8, 8], n_basis=70, trunk="pod")
+    model = _model(in_channels=1, out_channels=1, n_sensors=[8], n_basis=4, trunk="pod")
+    with pytest.raises(RuntimeError, match="the POD trunk is not fitted: call fit_outputs"):
+        model(torch.randn(1, 1, 8))
+    with pytest.raises(ValueError, match=r"training outputs must have shape \(N, 1, 8\).*got \(5, 1, 16\)"):
+        model.fit_outputs(torch.randn(5, 1, 16))
+    with pytest.raises(ValueError, match="n_basis=4 modes need at least as many training samples, got 3"):
+        model.fit_outputs(torch.randn(3, 1, 8))
+    assert _model(n_sensors=[8]).fit_outputs(torch.randn(5, 3, 8)) is None  # an MLP trunk ignores it
