@@ -236,6 +236,39 @@ class H5FieldPairs(Dataset):
             self._file = None
 
 
+AUGMENTATIONS = ("dihedral",)
+
+
+class DihedralAugment(Dataset):
+    """Training pairs under a random symmetry of the square, the same one for input and output.
+
+    Each item is transformed by one of the 8 elements of the dihedral group D4 (rotations by multiples
+    of 90° and their reflections), drawn with the global torch RNG (which Lightning seeds per worker).
+    This is exact data augmentation for problems whose solution operator commutes with these maps:
+    scalar fields on a square grid, an equation and boundary conditions invariant under them (e.g.
+    Darcy flow −∇·(a∇u) = const with u = 0 on the boundary: the 5-point solver commutes with them too),
+    and an input distribution invariant under them. It is wrong for vector or pseudo-scalar fields
+    (e.g. vorticity changes sign under a reflection) and for non-square domains.
+    """
+
+    def __init__(self, base: Dataset) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)  # type: ignore[arg-type]
+
+    @staticmethod
+    def transform(t: Tensor, k: int) -> Tensor:
+        """Element ``k`` (0-7) of D4 on the last two axes: ``k % 4`` quarter turns, then a flip if k >= 4."""
+        t = torch.rot90(t, k % 4, dims=(-2, -1))
+        return t.flip(-1) if k >= 4 else t
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        x, y = self.base[i]
+        k = int(torch.randint(8, ()).item())
+        return self.transform(x, k).contiguous(), self.transform(y, k).contiguous()
+
+
 class OperatorDataModule(L.LightningDataModule):
     """Train/val/test data for learning ``input field -> output field`` of one PDE.
 
@@ -282,6 +315,10 @@ class OperatorDataModule(L.LightningDataModule):
         Explicit data files ``{train: path, val: path, test: path}`` instead of the generated ones, e.g.
         files imported with ``scripts/convert.py``; they are never generated and their generator
         parameters are not compared with ``generator`` (only the pde name is checked).
+    augment : {None, "dihedral"}
+        Random symmetry of the square applied to each training pair (:class:`DihedralAugment`; 2-D,
+        square grids, problems invariant under it, such as Darcy flow). Validation and test data are
+        never augmented.
     """
 
     def __init__(
@@ -306,6 +343,7 @@ class OperatorDataModule(L.LightningDataModule):
         generate_batch_size: int = 16,
         periodic: bool = False,
         files: Mapping[str, str] | None = None,
+        augment: Literal["dihedral"] | None = None,
     ) -> None:
         super().__init__()
         for key, value in {
@@ -323,6 +361,12 @@ class OperatorDataModule(L.LightningDataModule):
             raise ValueError(f"data.num_workers must be >= 0, got {num_workers}")
         if generate_device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"data.generate_device must be 'auto', 'cpu' or 'cuda', got {generate_device!r}")
+        if augment is not None and augment not in AUGMENTATIONS:
+            raise ValueError(f"data.augment must be null or one of {list(AUGMENTATIONS)}, got {augment!r}")
+        if augment == "dihedral" and int(dim) != 2:
+            raise ValueError(
+                f"data.augment='dihedral' needs 2-D fields on a square grid, but the pde has dim={dim}"
+            )
         _parse_select(input, "input")
         _parse_select(output, "output")
         self.save_hyperparameters(logger=False)
@@ -351,6 +395,7 @@ class OperatorDataModule(L.LightningDataModule):
         self.generate_device = generate_device
         self.generate_batch_size = generate_batch_size
         self.periodic = periodic
+        self.augment = augment
         self.files: dict[str, Path] | None = None
         if files is not None:
             if set(files) != set(SPLITS):
@@ -513,7 +558,7 @@ class OperatorDataModule(L.LightningDataModule):
         """Labels of the test dataloaders in order, e.g. ``["33", "65"]``."""
         return [self.resolution_label(ds.spatial_shape) for ds in self.test_sets]
 
-    def _loader(self, ds: H5FieldPairs, shuffle: bool) -> DataLoader:
+    def _loader(self, ds: Dataset, shuffle: bool) -> DataLoader:
         return DataLoader(
             ds,
             batch_size=self.batch_size,
@@ -524,7 +569,15 @@ class OperatorDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.datasets["train"], shuffle=True)
+        train = self.datasets["train"]
+        if self.augment == "dihedral":
+            shape = train.spatial_shape
+            if len(set(shape)) != 1:
+                raise ValueError(
+                    f"data.augment='dihedral' needs a square grid, got training grid {list(shape)}"
+                )
+            return self._loader(DihedralAugment(train), shuffle=True)
+        return self._loader(train, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.datasets["val"], shuffle=False)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from neurop.data.datamodule import H5FieldPairs, OperatorDataModule, dataset_filename
+from neurop.data.datamodule import DihedralAugment, H5FieldPairs, OperatorDataModule, dataset_filename
 
 GEN = {"resolution": 9, "stride": 1, "viscosity": 0.1}
 
@@ -175,3 +175,53 @@ def test_constructor_validation(tmp_path):
         _dm(tmp_path, test_strides=[0])
     with pytest.raises(ValueError, match=r"generator_overrides has keys \['nu'\]"):
         _dm(tmp_path, generator_overrides={"nu": 1.0})
+
+
+def _write_2d_splits(dm: OperatorDataModule, n_grid: tuple[int, int]) -> None:
+    rng = np.random.default_rng(0)
+    for split in ("train", "val", "test"):
+        with h5py.File(dm.path(split), "w") as f:
+            a = rng.standard_normal((dm.n[split], *n_grid)).astype(np.float32)
+            f.create_dataset("a", data=a)
+            f.create_dataset("u", data=2.0 * a)  # an equivariant "operator": u = 2a
+            f.attrs["pde"] = "toy"
+            f.attrs["params"] = json.dumps(dm.generator_params)
+            f.attrs["seed"] = dm.seed
+            f.attrs["split"] = split
+
+
+def test_dihedral_augmentation_moves_input_and_output_together_on_training_data_only(tmp_path):
+    dm = _dm(tmp_path, dim=2, input={"field": "a"}, output={"field": "u"}, augment="dihedral", batch_size=6)
+    _write_2d_splits(dm, (5, 5))
+    dm.prepare_data()
+    dm.setup("fit")
+    with h5py.File(dm.path("train")) as f:
+        originals = torch.from_numpy(f["a"][:])
+    torch.manual_seed(0)
+    seen = set()
+    for _ in range(20):
+        x, y = next(iter(dm.train_dataloader()))
+        torch.testing.assert_close(y, 2.0 * x)  # the pairs stay pairs
+        for xi in x[:, 0]:
+            # Each training input is one of the 8 images of a stored sample under the square's symmetries.
+            ks = [k for k in range(8) for a in originals if torch.equal(DihedralAugment.transform(a, k), xi)]
+            assert len(ks) == 1
+            seen.add(ks[0])
+    assert seen == set(range(8))
+    # Validation data are never augmented.
+    x_val, _ = next(iter(dm.val_dataloader()))
+    with h5py.File(dm.path("val")) as f:
+        torch.testing.assert_close(x_val[:, 0], torch.from_numpy(f["a"][: x_val.shape[0]]))
+
+
+def test_dihedral_augmentation_is_refused_where_it_cannot_hold(tmp_path):
+    with pytest.raises(ValueError, match=r"data.augment must be null or one of \['dihedral'\], got 'flip'"):
+        _dm(tmp_path, augment="flip")
+    with pytest.raises(ValueError, match="needs 2-D fields on a square grid, but the pde has dim=1"):
+        _dm(tmp_path, augment="dihedral")
+    dm = _dm(tmp_path, dim=2, input={"field": "a"}, output={"field": "u"}, augment="dihedral")
+    _write_2d_splits(dm, (5, 7))
+    dm.prepare_data()
+    dm.setup("fit")
+    with pytest.raises(ValueError, match=r"needs a square grid, got training grid \[5, 7\]"):
+        dm.train_dataloader()
