@@ -8,6 +8,7 @@ Darcy follow Lu et al., "A comprehensive and fair comparison of two neural opera
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Literal
 
@@ -294,23 +295,28 @@ class DeepONet(nn.Module):
                 f"sensor grid"
             )
         n = y.shape[0]
-        if n < self.n_basis:
-            raise ValueError(
-                f"POD trunk: n_basis={self.n_basis} modes need at least as many training samples, got {n}"
+        if n < 2:
+            raise ValueError(f"POD trunk: fitting the modes needs at least 2 training samples, got {n}")
+        if n <= self.n_basis:
+            warnings.warn(
+                f"POD trunk: {n} training samples span at most {n - 1} modes; the other modes of "
+                f"n_basis={self.n_basis} are zero",
+                stacklevel=2,
             )
         flat = y.detach().to(torch.float64).flatten(2)  # (N, C, P)
         mean = flat.mean(0)
         kept = []
-        modes = []
+        modes = flat.new_zeros(self.out_channels, self.n_basis, flat.shape[-1])
         for c in range(self.out_channels):
             _, sv, vh = torch.linalg.svd(flat[:, c] - mean[c], full_matrices=False)
+            k = min(self.n_basis, sv.shape[0])
             # Mode k scaled by the spread of its coefficient: the branch then predicts coefficients of
             # unit variance over the training set, and an untrained branch outputs fields of the data's size.
-            modes.append(vh[: self.n_basis] * (sv[: self.n_basis, None] / math.sqrt(n)))
+            modes[c, :k] = vh[:k] * (sv[:k, None] / math.sqrt(n))
             energy = sv.square()
-            kept.append(energy[: self.n_basis].sum() / energy.sum().clamp_min(1e-300))
+            kept.append(energy[:k].sum() / energy.sum().clamp_min(1e-300))
         with torch.no_grad():
-            self.pod_modes.copy_(torch.stack(modes).view_as(self.pod_modes))
+            self.pod_modes.copy_(modes.view_as(self.pod_modes))
             self.pod_mean.copy_(mean.view_as(self.pod_mean))
             self.pod_fitted.fill_(True)
         return torch.stack(kept).to(torch.float32)

@@ -254,6 +254,14 @@ def test_pod_trunk_bad_use_is_explained():
         model(torch.randn(1, 1, 8))
     with pytest.raises(ValueError, match=r"training outputs must have shape \(N, 1, 8\).*got \(5, 1, 16\)"):
         model.fit_outputs(torch.randn(5, 1, 16))
-    with pytest.raises(ValueError, match="n_basis=4 modes need at least as many training samples, got 3"):
-        model.fit_outputs(torch.randn(3, 1, 8))
+    with pytest.raises(ValueError, match="fitting the modes needs at least 2 training samples, got 1"):
+        model.fit_outputs(torch.randn(1, 1, 8))
+    # Fewer samples than modes: the modes beyond the data's rank are zero, and the user is told.
+    with pytest.warns(
+        UserWarning, match="3 training samples span at most 2 modes; the other modes of n_basis=4"
+    ):
+        kept = model.fit_outputs(torch.randn(3, 1, 8))
+    assert kept.item() == pytest.approx(1.0)
+    norms = model.pod_modes[0].norm(dim=-1)
+    assert (norms[:2] > 0).all() and norms[2:].max() < 1e-6 * norms[0]
     assert _model(n_sensors=[8]).fit_outputs(torch.randn(5, 3, 8)) is None  # an MLP trunk ignores it
