@@ -270,6 +270,7 @@ def test_paper_recipe_composes_with_the_paper_settings():
     assert cfg.pde.data.generator_overrides is None
     assert (cfg.pde.generator.resolution, cfg.pde.generator.stride, cfg.pde.data.stride) == (421, 5, 1)
     assert (cfg.pde.data.n_train, cfg.pde.data.n_test, cfg.pde.data.batch_size) == (1000, 100, 20)
+    assert cfg.pde.data.augment == "dihedral"  # our addition to the paper's training
     kw = cfg.model.model_kwargs
     assert list(kw.n_modes) == [12, 12] and kw.hidden_channels == 32
     opt, sched = cfg.model.optimizer, cfg.model.scheduler
