@@ -71,9 +71,8 @@ def test_recipe_composes_and_its_model_runs_on_its_data_shape(name):
         return  # a physics-informed task draws its own points (tested with its model)
     grid, n_out = _shapes(cfg)
     x = torch.randn(2, int(cfg.pde.in_channels), *grid)
-    if getattr(
-        task.net, "needs_output_fit", False
-    ):  # e.g. a POD trunk, fitted by the task when training starts
+    # A POD trunk is fitted to the training outputs by the task when training starts.
+    if getattr(task.net, "needs_output_fit", False):
         task.net.fit_outputs(torch.randn(200, n_out, *task.net.n_sensors))
     task.eval()
     with torch.no_grad():
