@@ -13,17 +13,41 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from neurop.constraints.partition import block_mask, check_partition, from_blocks, n_blocks, to_blocks
+from neurop.constraints.partition import (
+    block_mask,
+    check_partition,
+    from_blocks,
+    interface_jumps,
+    n_blocks,
+    to_blocks,
+)
 from neurop.constraints.residual import GridResidual
 from neurop.constraints.solve import ON_FAILURE, OnFailure, SolveInfo, solve_weights
 
 EXPERT_BOUNDARY: tuple[str, ...] = ("global", "local")
 _INFO_TENSORS = ("converged", "residual_rms", "grad_ratio", "singular")
+
+
+class ExpertFields(NamedTuple):
+    """What the experts produced, beyond the assembled field (for training losses).
+
+    Attributes
+    ----------
+    blocks : Tensor, shape (B * K, 1, *block)
+        Expert k's field on its own block k at index ``b * K + k`` (blocks that share an interface node
+        each keep their own value there; the assembled field takes the later block's).
+    jumps : Tensor, shape (B, J)
+        Neighbouring experts' disagreement on the nodes where their blocks meet
+        (:func:`~neurop.constraints.partition.interface_jumps`); J = 0 for one block.
+    """
+
+    blocks: Tensor
+    jumps: Tensor
 
 
 class HardConstraint(nn.Module):
@@ -142,7 +166,9 @@ class HardConstraint(nn.Module):
         idx = torch.multinomial(weights, m, replacement=False, generator=gen)
         return idx.to(masks.device)
 
-    def forward(self, basis: Tensor, inputs: Tensor) -> Tensor:
+    def forward(
+        self, basis: Tensor, inputs: Tensor, return_experts: bool = False
+    ) -> Tensor | tuple[Tensor, ExpertFields]:
         """Combine the basis functions with weights that satisfy the PDE.
 
         Parameters
@@ -151,11 +177,15 @@ class HardConstraint(nn.Module):
         inputs : Tensor, shape (B, C_in, *grid)
             PDE inputs in physical units on the same grid (e.g. the Darcy coefficient, the initial
             condition repeated over time).
+        return_experts : bool
+            Also return the experts' own fields and their disagreement at the block interfaces.
 
         Returns
         -------
-        Tensor, shape (B, 1, *grid)
+        u : Tensor, shape (B, 1, *grid)
             ``u = Σ_n ω_n b_n`` per sample (per expert block).
+        experts : ExpertFields
+            Only with ``return_experts``.
         """
         res = self.residual
         if basis.ndim != 2 + res.dim:
@@ -266,8 +296,12 @@ class HardConstraint(nn.Module):
             )
         self.last_info = info
         self.last_omega = omega.detach().reshape(b, k, n)
-        u_blocks = torch.einsum("bn,bn...->b...", omega.to(basis.dtype), to_blocks(basis, parts))
-        return from_blocks(u_blocks.unsqueeze(1), parts, grid)
+        u_blocks = torch.einsum("bn,bn...->b...", omega.to(basis.dtype), to_blocks(basis, parts)).unsqueeze(1)
+        u = from_blocks(u_blocks, parts, grid)
+        if not return_experts:
+            return u
+        jumps = interface_jumps(basis, omega.to(basis.dtype).reshape(b, k, n), parts)
+        return u, ExpertFields(u_blocks, jumps)
 
     def extra_repr(self) -> str:
         return (
@@ -277,4 +311,4 @@ class HardConstraint(nn.Module):
         )
 
 
-__all__ = ["HardConstraint"]
+__all__ = ["ExpertFields", "HardConstraint"]

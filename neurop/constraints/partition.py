@@ -127,4 +127,54 @@ def block_mask(mask: Tensor, parts: Sequence[int]) -> Tensor:
     return to_blocks(mask[None, None], parts)[:, 0]
 
 
-__all__ = ["block_mask", "block_shape", "check_partition", "from_blocks", "n_blocks", "to_blocks"]
+def interface_jumps(fields: Tensor, weights: Tensor, parts: Sequence[int]) -> Tensor:
+    """Disagreement of neighbouring experts where their blocks meet.
+
+    Expert k's field ``u_k = Σ_n ω_{k,n} b_n`` is defined on the whole grid, so two neighbouring experts
+    can be compared on the nodes where their blocks meet: the shared node of blocks that share one, or
+    else the last node of the first block and the first node of the second.
+
+    Parameters
+    ----------
+    fields : Tensor, shape (B, N, *grid)
+        The basis functions.
+    weights : Tensor, shape (B, K, N)
+        Every expert's weights (experts in row-major order of ``parts``).
+    parts : sequence of int
+        Blocks per grid axis.
+
+    Returns
+    -------
+    Tensor, shape (B, J)
+        ``u_k − u_k'`` at every interface node of every pair of neighbouring blocks (J = 0 for one block).
+    """
+    b, n, *grid = fields.shape
+    parts = check_partition(grid, parts)
+    w = weights.reshape(b, *parts, n)
+    out = []
+    for a, (size_a, p) in enumerate(zip(grid, parts, strict=True)):
+        if p == 1:
+            continue
+        size, step = _axis_layout(size_a, p)
+        other = [q for i, q in enumerate(parts) if i != a]
+        k_other = math.prod(other)
+        for j in range(p - 1):
+            nodes = [(j + 1) * step] if size != step else [(j + 1) * size - 1, (j + 1) * size]
+            dw = (w.select(1 + a, j) - w.select(1 + a, j + 1)).reshape(b * k_other, n)
+            for i in nodes:
+                cross = fields.select(2 + a, i)  # (B, N, *grid without axis a)
+                if other:
+                    cross = to_blocks(cross, other)  # (B * K_other, N, *cross-section of a block)
+                out.append(torch.einsum("kn,kn...->k...", dw, cross).reshape(b, -1))
+    return torch.cat(out, dim=1) if out else fields.new_zeros(b, 0)
+
+
+__all__ = [
+    "block_mask",
+    "block_shape",
+    "check_partition",
+    "from_blocks",
+    "interface_jumps",
+    "n_blocks",
+    "to_blocks",
+]

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from neurop.constraints.partition import block_mask, check_partition, to_blocks
+
 
 class GridResidual(abc.ABC):
     """A PDE residual of a scalar field on a uniform grid (see the module docstring).
@@ -143,6 +145,49 @@ class GridResidual(abc.ABC):
         r = self.pointwise(f, inputs[..., mask])
         rows, target = self.boundary(u, inputs, h)
         return r, rows[:, 0] - target
+
+    def block_residual(
+        self, blocks: Tensor, inputs: Tensor, parts: Sequence[int], grid: Sequence[int]
+    ) -> Tensor:
+        """The residual each expert imposes: its own field on its own block, with the block's stencils.
+
+        Unlike :meth:`field_residual` of the assembled field, this does not see the jumps between
+        neighbouring blocks (nothing in the experts' problems does either).
+
+        Parameters
+        ----------
+        blocks : Tensor, shape (B * K, 1, *block)
+            Expert k's field on block k at index ``b * K + k`` (as returned by
+            :meth:`~neurop.constraints.layer.HardConstraint.forward` with ``return_blocks=True``).
+        inputs : Tensor, shape (B, C_in, *grid)
+        parts : sequence of int
+            Blocks per grid axis.
+        grid : sequence of int
+            The whole grid.
+
+        Returns
+        -------
+        Tensor, shape (B, P)
+            The residual at the interior points of every block, block after block (a node shared by two
+            blocks counts once for each).
+        """
+        if not self.local:
+            raise ValueError(
+                f"the grid residual of pde {self.name!r} is not local (its features need the whole grid), "
+                "so it has no per-block residual; use the residual of the assembled field"
+            )
+        parts = check_partition(grid, parts)
+        h = self.spacing(grid)
+        periodic = [p and k == 1 for p, k in zip(self.periodic, parts, strict=True)]
+        blocks_in = to_blocks(inputs, parts)
+        feats, valid = self.features(blocks, blocks_in, h, periodic)
+        mask = block_mask(self.interior(grid, blocks.device), parts) & valid  # (K, *block)
+        bk = blocks.shape[0]
+        r = self.pointwise(
+            feats[:, 0].reshape(bk, feats.shape[2], -1), blocks_in.reshape(bk, inputs.shape[1], -1)
+        )
+        k = mask.shape[0]
+        return r.reshape(bk // k, -1)[:, mask.reshape(-1)]
 
 
 # ---------------------------------------------------------------------------------------------- stencils

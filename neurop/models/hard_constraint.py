@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from torch import Tensor, nn
 
-from neurop.constraints.layer import HardConstraint
+from neurop.constraints.layer import ExpertFields, HardConstraint
 from neurop.constraints.residuals import build_residual
 from neurop.constraints.solve import OnFailure
 from neurop.models import MODELS
@@ -97,7 +97,9 @@ class HardConstrainedModel(nn.Module):
         """Basis functions, shape (B, N, *grid), from inputs (B, in_channels, *grid)."""
         return self.backbone(x)
 
-    def forward(self, x: Tensor, inputs: Tensor | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, inputs: Tensor | None = None, return_experts: bool = False
+    ) -> Tensor | tuple[Tensor, ExpertFields]:
         """Constrained prediction.
 
         Parameters
@@ -106,12 +108,14 @@ class HardConstrainedModel(nn.Module):
             Backbone input (typically normalised).
         inputs : Tensor, shape (B, C_in, *grid), optional
             The PDE's inputs in physical units (default ``x``).
+        return_experts : bool
+            Also return the experts' own fields (see :meth:`HardConstraint.forward`).
 
         Returns
         -------
-        Tensor, shape (B, 1, *grid)
+        Tensor, shape (B, 1, *grid), or that and the :class:`ExpertFields`
         """
-        return self.constraint(self.basis(x), x if inputs is None else inputs)
+        return self.constraint(self.basis(x), x if inputs is None else inputs, return_experts=return_experts)
 
 
 @MODELS.register("hard_constraint")

@@ -29,6 +29,8 @@ from neurop.tasks.operator import OperatorTask
 Constraint = Literal["hard", "soft"]
 LossMode = Literal["residual", "data+residual", "data"]
 LOSS_MODES: tuple[str, ...] = ("residual", "data+residual", "data")
+ExpertResidual = Literal["blocks", "grid"]
+EXPERT_RESIDUALS: tuple[str, ...] = ("blocks", "grid")
 _HARD_KEYS = ("pde", "pde_params")
 
 
@@ -60,6 +62,16 @@ class ConstrainedTask(OperatorTask):
         Weight of the mean squared initial/boundary mismatch relative to the mean squared residual.
     space_time : bool
         The model input is the t = 0 slice of the input, repeated over the first grid axis.
+    expert_residual : {"blocks", "grid"}
+        Training residual of a mixture of experts whose PDE residual is local (diffusion–sorption,
+        Darcy): every expert's field on its own block with the block's stencils (``"blocks"``, the
+        residual the experts impose), or the assembled field on the whole grid (``"grid"``, which also
+        penalises the jumps between blocks). Global constraints, soft constraints and non-local
+        residuals (Navier–Stokes) always use the whole grid. Validation reports the whole-grid residual.
+    interface_weight : float
+        With ``expert_residual="blocks"``: weight of the mean squared disagreement of neighbouring experts
+        on the nodes where their blocks meet, added to the residual term (the experts' problems are
+        independent, so only the training loss ties neighbours together).
     optimizer, scheduler, normalize_input, n_plot
         As in :class:`OperatorTask`.
     """
@@ -78,6 +90,8 @@ class ConstrainedTask(OperatorTask):
         residual_weight: float = 1.0,
         boundary_weight: float = 1.0,
         space_time: bool = False,
+        expert_residual: ExpertResidual = "blocks",
+        interface_weight: float = 1.0,
         optimizer: dict[str, Any] | None = None,
         scheduler: dict[str, Any] | None = None,
         normalize_input: bool = True,
@@ -92,10 +106,14 @@ class ConstrainedTask(OperatorTask):
             raise ValueError(f"constraint must be 'hard' or 'soft', got {constraint!r}")
         if loss not in LOSS_MODES:
             raise ValueError(f"loss must be one of {LOSS_MODES}, got {loss!r}")
+        if expert_residual not in EXPERT_RESIDUALS:
+            raise ValueError(f"expert_residual must be one of {EXPERT_RESIDUALS}, got {expert_residual!r}")
         if residual_weight < 0 or boundary_weight < 0:
             raise ValueError(
                 f"residual_weight and boundary_weight must be >= 0, got {residual_weight}, {boundary_weight}"
             )
+        if not interface_weight >= 0:
+            raise ValueError(f"interface_weight must be >= 0, got {interface_weight!r}")
         for key in ("in_channels", "out_channels", *_HARD_KEYS):
             if key in model_kwargs:
                 raise ValueError(
@@ -109,6 +127,9 @@ class ConstrainedTask(OperatorTask):
         self.residual_weight = float(residual_weight)
         self.boundary_weight = float(boundary_weight)
         self.space_time = bool(space_time)
+        self.expert_residual: ExpertResidual = expert_residual
+        self.interface_weight = float(interface_weight)
+        self.last_interface: Tensor | None = None
         self.constraint = constraint
         params = {**dict(pde_params or {}), **dict(pde_overrides or {})}
         self.residual = build_residual(pde, params)
@@ -150,12 +171,49 @@ class ConstrainedTask(OperatorTask):
         r, b = self.residual.field_residual(u.to(torch.float64), inputs.to(torch.float64))
         return r.pow(2).mean().to(u.dtype), b.pow(2).mean().to(u.dtype)
 
+    def _expert_parts(self) -> list[int] | None:
+        """The partition whose experts train on their own blocks, or None (whole-grid residual)."""
+        if self.constraint != "hard" or self.expert_residual != "blocks" or not self.residual.local:
+            return None
+        experts = getattr(getattr(self.net, "constraint", None), "experts", None)
+        if experts is None or all(k == 1 for k in experts):
+            return None
+        return list(experts)
+
+    def physics_loss(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Prediction and training residual terms for physical inputs ``x``.
+
+        Returns
+        -------
+        u : Tensor, shape (B, 1, *grid)
+        residual : Tensor
+            Mean squared PDE residual: of the assembled field on the grid, or of every expert on its block
+            plus ``interface_weight`` times the experts' mean squared interface disagreement (kept,
+            unweighted, in ``last_interface``; see ``expert_residual``).
+        boundary : Tensor
+            Mean squared initial/boundary mismatch of the assembled field.
+        """
+        x_in = self.model_input(x)
+        parts = self._expert_parts()
+        if parts is None:
+            u = self(x)
+            res, bnd = self.residual_loss(u, x_in)
+            self.last_interface = None
+            return u, res, bnd
+        z = self.input_normalizer.encode(x_in) if self.input_normalizer is not None else x_in
+        u, experts = self.net(z, x_in, return_experts=True)
+        in64 = x_in.to(torch.float64)
+        r = self.residual.block_residual(experts.blocks.to(torch.float64), in64, parts, tuple(u.shape[2:]))
+        _, b = self.residual.field_residual(u.to(torch.float64), in64)
+        jump = experts.jumps.to(torch.float64).pow(2).mean()
+        self.last_interface = jump.detach()
+        res = r.pow(2).mean() + self.interface_weight * jump
+        return u, res.to(u.dtype), b.pow(2).mean().to(u.dtype)
+
     # -- steps --------------------------------------------------------------------------------------
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
-        x_in = self.model_input(x)
-        u = self(x)
-        res, bnd = self.residual_loss(u, x_in)
+        u, res, bnd = self.physics_loss(x)
         physics = res + self.boundary_weight * bnd
         data = relative_l2(u, y)
         if self.loss_mode == "residual":
@@ -175,6 +233,8 @@ class ConstrainedTask(OperatorTask):
         self.log("train/loss_step", loss, on_step=True, on_epoch=False, batch_size=n)
         self.log("train/residual", res, on_step=False, on_epoch=True, batch_size=n)
         self.log("train/boundary", bnd, on_step=False, on_epoch=True, batch_size=n)
+        if self.last_interface is not None:
+            self.log("train/interface", self.last_interface, on_step=False, on_epoch=True, batch_size=n)
         self.log("train/rel_l2", data, on_step=False, on_epoch=True, batch_size=n)
         info = getattr(getattr(self.net, "constraint", None), "last_info", None)
         if info is not None:

@@ -16,6 +16,7 @@ from neurop.constraints import (
     build_residual,
     check_partition,
     from_blocks,
+    interface_jumps,
     solve_weights,
     to_blocks,
 )
@@ -488,3 +489,90 @@ def test_non_converging_solve_raises_with_the_final_residual() -> None:
         r"final residual rms max \d",
     ):
         layer(3 * basis, inputs)
+
+
+# ------------------------------------------------------------------------------------------ block residual
+@pytest.mark.parametrize("pde", ["diffusion_sorption", "darcy"])
+def test_layer_returns_the_experts_block_fields(pde: str) -> None:
+    """``return_blocks`` gives every expert's own field on its block; assembling them gives ``u``."""
+    if pde == "diffusion_sorption":
+        inputs = _ds_case(17, 6)
+        basis = inputs + 0.3 * _smooth_basis(4, (6, 17), seed=11)
+        experts = [1, 4]
+    else:
+        inputs, u = _darcy_case(9)
+        basis = torch.cat([u, _smooth_basis(3, (9, 9), seed=12, scale=float(u.abs().max()))], dim=1)
+        experts = [2, 2]
+    layer = HardConstraint(build_residual(pde, {}), n_points=None, experts=experts).eval()
+    u, out = layer(basis, inputs, return_experts=True)
+    blocks = out.blocks
+    torch.testing.assert_close(u, layer(basis, inputs), rtol=0, atol=0)
+    expected = torch.einsum("kn,kn...->k...", layer.last_omega[0], to_blocks(basis, experts)).unsqueeze(1)
+    torch.testing.assert_close(blocks, expected)
+    torch.testing.assert_close(from_blocks(blocks, experts, basis.shape[2:]), u)
+
+
+def test_block_residual_is_the_field_residual_for_one_block() -> None:
+    u = _ds_case(9, 6) + 0.01 * _smooth_basis(1, (6, 9), seed=13)
+    res = build_residual("diffusion_sorption", {})
+    whole, _ = res.field_residual(u, u)
+    torch.testing.assert_close(res.block_residual(u, u, [1, 1], (6, 9)), whole, rtol=0, atol=0)
+
+
+def test_block_residual_ignores_jumps_between_blocks_and_sees_each_block() -> None:
+    """Constant blocks solve diffusion–sorption exactly (u_t = u_xx = 0): the per-block residual is zero
+    where the assembled field's residual is large at the jumps; a wrong field in one block shows up in
+    exactly that block's points."""
+    res = build_residual("diffusion_sorption", {})
+    grid, parts = (6, 17), [1, 4]
+    inputs = _ds_case(17, 6)
+    levels = torch.tensor([0.9, 0.5, 0.2, 0.05], dtype=F64)
+    blocks = levels.reshape(4, 1, 1, 1).expand(4, 1, 6, 5).clone()  # 17 = 4 * 4 + 1: blocks of 5 nodes
+    r_blocks = res.block_residual(blocks, inputs, parts, grid)
+    assert r_blocks.shape == (1, 4 * 5 * 5 - 2 * 5)  # t >= 1, x not at the two domain ends
+    assert float(r_blocks.abs().max()) < 1e-12
+    r_grid, _ = res.field_residual(from_blocks(blocks, parts, grid), inputs)
+    assert float(r_grid.abs().max()) > 1.0
+    bent = blocks.clone()
+    bent[2, 0, 2:, 2] += 0.01  # an interior node of block 2 from t index 2 on
+    r_bent = res.block_residual(bent, inputs, parts, grid).reshape(-1)
+    sizes = [20, 25, 25, 20]  # interior points per block (5 times x 5 nodes, less a domain end)
+    per_block = r_bent.split(sizes)
+    assert [float(p.abs().max()) > 1e-6 for p in per_block] == [False, False, True, False]
+
+
+def test_block_residual_refuses_a_non_local_residual() -> None:
+    res = build_residual("navier_stokes", {})
+    w = torch.zeros(4, 1, 3, 4, 4, dtype=F64)
+    with pytest.raises(ValueError, match=r"pde 'navier_stokes' is not local"):
+        res.block_residual(w, torch.zeros(1, 1, 3, 8, 8, dtype=F64), [1, 2, 2], (3, 8, 8))
+
+
+@pytest.mark.parametrize(("n_x", "nodes"), [(17, [[4], [8], [12]]), (16, [[3, 4], [7, 8], [11, 12]])])
+def test_interface_jumps_compare_neighbouring_experts_where_blocks_meet(n_x: int, nodes: list) -> None:
+    """Blocks that share a node are compared there; blocks that do not, on the two nodes either side."""
+    gen = torch.Generator().manual_seed(14)
+    fields = torch.randn(2, 3, 5, n_x, generator=gen, dtype=F64)
+    weights = torch.randn(2, 4, 3, generator=gen, dtype=F64)
+    full = torch.einsum("bkn,bn...->bk...", weights, fields)  # every expert's field on the whole grid
+    expected = [full[:, j, :, i] - full[:, j + 1, :, i] for j in range(3) for i in nodes[j]]
+    torch.testing.assert_close(interface_jumps(fields, weights, [1, 4]), torch.cat(expected, dim=1))
+    same = interface_jumps(fields, weights[:, :1].expand(-1, 4, -1), [1, 4])
+    assert float(same.abs().max()) == 0.0
+    assert interface_jumps(fields, weights[:, :1], [1, 1]).shape == (2, 0)
+
+
+def test_interface_jumps_in_two_axes_pair_the_blocks_of_each_cross_section() -> None:
+    gen = torch.Generator().manual_seed(15)
+    fields = torch.randn(1, 2, 9, 9, generator=gen, dtype=F64)
+    weights = torch.randn(1, 4, 2, generator=gen, dtype=F64)  # blocks (0,0), (0,1), (1,0), (1,1)
+    full = torch.einsum("bkn,bn...->bk...", weights, fields)[0]
+    expected = torch.cat(
+        [
+            full[0, 4, 0:5] - full[2, 4, 0:5],  # axis 0, shared row 4: left column blocks, then right ones
+            full[1, 4, 4:9] - full[3, 4, 4:9],
+            full[0, 0:5, 4] - full[1, 0:5, 4],  # axis 1, shared column 4: top row of blocks, then bottom
+            full[2, 4:9, 4] - full[3, 4:9, 4],
+        ]
+    )
+    torch.testing.assert_close(interface_jumps(fields, weights, [2, 2])[0], expected)
