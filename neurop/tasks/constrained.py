@@ -203,8 +203,10 @@ class ConstrainedTask(OperatorTask):
         z = self.input_normalizer.encode(x_in) if self.input_normalizer is not None else x_in
         u, experts = self.net(z, x_in, return_experts=True)
         in64 = x_in.to(torch.float64)
-        r = self.residual.block_residual(experts.blocks.to(torch.float64), in64, parts, tuple(u.shape[2:]))
-        _, b = self.residual.field_residual(u.to(torch.float64), in64)
+        grid = tuple(u.shape[2:])
+        r = self.residual.block_residual(experts.blocks.to(torch.float64), in64, parts, grid)
+        rows, target = self.residual.boundary(u.to(torch.float64), in64, self.residual.spacing(grid))
+        b = rows[:, 0] - target
         jump = experts.jumps.to(torch.float64).pow(2).mean()
         self.last_interface = jump.detach()
         res = r.pow(2).mean() + self.interface_weight * jump
