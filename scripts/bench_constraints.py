@@ -187,6 +187,7 @@ def run_accuracy(
     quick: bool,
     max_steps: int | None = None,
     methods: tuple[str, ...] = METHODS,
+    seed: int = 0,
 ) -> dict[str, float]:
     """Relative L2 error per method after ``budget_s`` seconds of training, or ``max_steps`` steps when given
     (the paper's protocol: the same iterations for every method); steps and seconds under ``<method>_steps``
@@ -206,7 +207,7 @@ def run_accuracy(
     errors = {"persistence": float(relative_l2(test[:, :, :1].expand_as(test), test))}
 
     for method in methods:
-        torch.manual_seed(0)
+        torch.manual_seed(seed)  # the models' initial weights and sampled points; the data stay fixed
         task = build_task(pde, method, setup, n_points, hidden=16 if quick else 32, layers=2 if quick else 4)
         if method == "experts_grid" and not task.residual.local:
             continue  # a non-local residual has no per-block residual: the experts already train on the grid
@@ -308,6 +309,7 @@ def main(argv: list[str] | None = None) -> None:
         "--steps", type=int, default=None, help="train every model for this many steps instead of --budget"
     )
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--seed", type=int, default=0, help="seed of the models' initialisation and points")
     parser.add_argument("--out", type=Path, default=None, help="write the Markdown report here")
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--skip-timing", action="store_true")
@@ -334,7 +336,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.skip_accuracy:
         print("accuracy:", flush=True)
         for pde in args.pdes:
-            acc[pde] = run_accuracy(pde, budget, args.quick, args.steps, tuple(args.methods))
+            acc[pde] = run_accuracy(pde, budget, args.quick, args.steps, tuple(args.methods), args.seed)
     report = markdown(timing, acc, args)
     print(report)
     print(f"total {time.perf_counter() - t0:.0f} s")
