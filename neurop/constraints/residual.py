@@ -158,7 +158,8 @@ class GridResidual(abc.ABC):
         ----------
         blocks : Tensor, shape (B * K, 1, *block)
             Expert k's field on block k at index ``b * K + k`` (as returned by
-            :meth:`~neurop.constraints.layer.HardConstraint.forward` with ``return_blocks=True``).
+            :meth:`~neurop.constraints.layer.HardConstraint.forward` with ``return_experts=True``, as
+            ``ExpertFields.blocks``).
         inputs : Tensor, shape (B, C_in, *grid)
         parts : sequence of int
             Blocks per grid axis.

@@ -494,7 +494,7 @@ def test_non_converging_solve_raises_with_the_final_residual() -> None:
 # ------------------------------------------------------------------------------------------ block residual
 @pytest.mark.parametrize("pde", ["diffusion_sorption", "darcy"])
 def test_layer_returns_the_experts_block_fields(pde: str) -> None:
-    """``return_blocks`` gives every expert's own field on its block; assembling them gives ``u``."""
+    """``return_experts`` gives every expert's own field on its block; assembling them gives ``u``."""
     if pde == "diffusion_sorption":
         inputs = _ds_case(17, 6)
         basis = inputs + 0.3 * _smooth_basis(4, (6, 17), seed=11)
