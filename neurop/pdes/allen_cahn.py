@@ -150,6 +150,10 @@ class AllenCahn(PhysicsProblem):
         """``u0 = x² cos πx``."""
         return x**2 * torch.cos(math.pi * x)
 
+    def initial_value(self, x: Tensor) -> Tensor:
+        """``u0`` at the spatial coordinate of ``x`` (N, 2), shape (N, 1)."""
+        return self.initial(x[:, :1])
+
     def residual(self, x: Tensor, jet: Jet) -> Tensor:
         r = allen_cahn_pointwise_residual(jet.value(), jet.d(1), jet.dd(0), self.diffusion, self.gamma)
         return r[:, None]

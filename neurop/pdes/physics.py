@@ -220,6 +220,20 @@ class PhysicsProblem(abc.ABC):
         """The exact solution at points, shape (N, out_channels), or None when only a numerical one exists."""
         return None
 
+    def initial_value(self, x: Tensor) -> Tensor | None:
+        """``u`` at the initial time, at points ``x`` (N, d), of which only the spatial coordinates are read.
+
+        Returns a Tensor of shape (N, out_channels) in ``x``'s dtype, differentiable in ``x`` (the hard
+        initial condition of :class:`neurop.tasks.physics.PhysicsTask` differentiates it), or None for
+        steady problems and those without a closed-form initial condition.
+        """
+        return None
+
+    @classmethod
+    def has_initial_value(cls) -> bool:
+        """Whether the problem implements :meth:`initial_value`."""
+        return cls.initial_value is not PhysicsProblem.initial_value
+
     def _periodic(
         self, axis: int, n: int, method: Sampler, generator: torch.Generator | None, dtype: torch.dtype
     ) -> Condition:
@@ -302,11 +316,15 @@ class BurgersShock(PhysicsProblem):
         r = burgers_pointwise_residual(jet.value(), jet.d(1), jet.d(0), jet.dd(0), self.viscosity)
         return r[:, None]
 
+    def initial_value(self, x: Tensor) -> Tensor:
+        """``u0 = −sin πx``, shape (N, 1)."""
+        return -torch.sin(math.pi * x[:, :1])
+
     def conditions(self, n_initial, n_boundary, method="uniform", generator=None, dtype=torch.float32):
         ic = sample_face(self.bounds, 1, 0.0, n_initial, method, generator, dtype)
         bc = self._dirichlet_faces([0], n_boundary, method, generator, dtype)
         return {
-            "ic": Condition("value", ic, target=-torch.sin(math.pi * ic[:, :1])),
+            "ic": Condition("value", ic, target=self.initial_value(ic)),
             "bc": Condition("value", bc, target=torch.zeros(bc.shape[0], 1, dtype=dtype)),
         }
 
@@ -386,6 +404,10 @@ class BurgersPeriodic(PhysicsProblem):
         phase = 2 * math.pi * x.to(torch.float64)[:, None] * k[None]
         c = self._u0_hat
         return (w * (c.real * torch.cos(phase) - c.imag * torch.sin(phase))).sum(dim=1)
+
+    def initial_value(self, x: Tensor) -> Tensor:
+        """``u0`` at the spatial coordinate of ``x`` (N, 2), shape (N, 1), in ``x``'s dtype."""
+        return self.initial(x[:, 0])[:, None].to(x.dtype)
 
     def residual(self, x: Tensor, jet: Jet) -> Tensor:
         from neurop.pdes.burgers import burgers_pointwise_residual

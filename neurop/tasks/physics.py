@@ -152,6 +152,11 @@ class PhysicsTask(L.LightningModule):
         ``line_search_fn``, ``tolerance_grad``, ``tolerance_change``).
     causal : dict, optional
         ``{"n_chunks": M, "epsilon": ε}`` enables causal weighting (time-dependent problems only).
+    hard_initial : bool
+        Impose the initial condition exactly: the solution is ``u0(x) + (t − t0) · net(x, t)``, so the
+        ``"ic"`` term is zero by construction (it is still logged). Needs a problem with a closed-form
+        initial condition (:meth:`~neurop.pdes.physics.PhysicsProblem.initial_value`); others raise a
+        ``ValueError`` naming those that have one.
     eval_every : int
         Steps between evaluations against the reference.
     eval_batch : int
@@ -187,6 +192,7 @@ class PhysicsTask(L.LightningModule):
         lr_decay: float = 1.0,
         lbfgs: dict[str, Any] | None = None,
         causal: dict[str, Any] | None = None,
+        hard_initial: bool = False,
         eval_every: int = 100,
         eval_batch: int = 65536,
         seed: int = 0,
@@ -271,6 +277,13 @@ class PhysicsTask(L.LightningModule):
             if n_chunks < 1 or not eps >= 0:
                 raise ValueError(f"causal needs n_chunks >= 1 and epsilon >= 0, got {causal!r}")
             self.causal = (n_chunks, eps)
+        self.hard_initial = bool(hard_initial)
+        if self.hard_initial and (p.time_axis is None or not p.has_initial_value()):
+            have = sorted(n for n in PROBLEMS.names() if PROBLEMS.get(n).has_initial_value())
+            raise ValueError(
+                f"hard_initial=true needs a time-dependent problem with a closed-form initial condition; "
+                f"{p.name!r} has none; problems that have one: {', '.join(have)}"
+            )
         self.automatic_optimization = False
         self.best_rel_l2 = math.inf
         self._compiled_loss: Any = None
@@ -281,11 +294,25 @@ class PhysicsTask(L.LightningModule):
 
     # -- losses ---------------------------------------------------------------------------------------
     def jet(self, x: Tensor) -> Jet:
-        """The network's values and the derivatives the problem needs at ``x`` (N, d)."""
+        """The solution's values and the derivatives the problem needs at ``x`` (N, d)."""
         axes = self.problem.second_axes
-        if hasattr(self.net, "jet"):
-            return self.net.jet(x, axes)
-        return autograd_jet(self.net, x, axes)
+        net = self.net.jet(x, axes) if hasattr(self.net, "jet") else autograd_jet(self.net, x, axes)
+        if not self.hard_initial:
+            return net
+        # u = u0 + s·n with s = t − t0: u_j = u0_j + s n_j (+ n on the time axis), u_jj = u0_jj + s n_jj
+        # (+ 2 n_t on the time axis).
+        ta = self.problem.time_axis
+        assert ta is not None
+        u0 = autograd_jet(self.problem.initial_value, x, axes)
+        s = (x[:, ta] - self.problem.bounds[ta][0])[:, None].to(net.u.dtype)
+        on_t = torch.zeros(x.shape[1], 1, dtype=net.u.dtype, device=x.device)
+        on_t[ta] = 1.0
+        du = u0.du.detach() + s[:, None] * net.du + on_t * net.u[:, None]
+        d2u = u0.d2u.detach() + s[:, None] * net.d2u
+        if ta in axes:
+            k = axes.index(ta)
+            d2u = d2u + 2 * (torch.arange(len(axes), device=x.device) == k)[:, None] * net.du[:, ta : ta + 1]
+        return Jet(u0.u.detach() + s * net.u, du, d2u, net.second_axes)
 
     def _residual_loss(self, x: Tensor, res: Tensor) -> tuple[Tensor, Tensor | None]:
         sq = res.pow(2).mean(dim=1)
@@ -390,8 +417,14 @@ class PhysicsTask(L.LightningModule):
         return DataLoader(_Steps(1), batch_size=None)
 
     def forward(self, x: Tensor) -> Tensor:
-        """``u(x)``: points (N, d) -> (N, out_channels)."""
-        return self.net(x)
+        """``u(x)``: points (N, d) -> (N, out_channels) (with ``hard_initial``, ``u0 + (t − t0) · net``)."""
+        out = self.net(x)
+        if not self.hard_initial:
+            return out
+        ta = self.problem.time_axis
+        assert ta is not None
+        s = (x[:, ta] - self.problem.bounds[ta][0])[:, None].to(out.dtype)
+        return self.problem.initial_value(x).to(out.dtype) + s * out
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self._step_start = time.perf_counter()
@@ -445,7 +478,7 @@ class PhysicsTask(L.LightningModule):
         ref = self.problem.reference
         pts = ref.points(self.dtype).to(self.device)
         out = [
-            self.net(pts[i : i + self.hparams.eval_batch])[:, self.problem.eval_channel]
+            self(pts[i : i + self.hparams.eval_batch])[:, self.problem.eval_channel]
             for i in range(0, pts.shape[0], self.hparams.eval_batch)
         ]
         return torch.cat(out).double().cpu().numpy().reshape(ref.values.shape)

@@ -412,3 +412,41 @@ def test_lbfgs_history_is_dropped_when_points_are_redrawn_only_if_asked(restart:
         assert seen == {2: 0, 3: 0, 4: 1, 5: 2, 6: 0, 7: 1, 8: 2, 9: 0}
     else:
         assert seen == {s: s - 2 for s in range(2, 10)}
+
+
+# ----------------------------------------------------------------------------------- hard initial condition
+
+
+@pytest.mark.parametrize("problem", ["allen_cahn", "burgers", "burgers_periodic"])
+@pytest.mark.parametrize("model", ["pinn", "pig"])
+def test_hard_initial_condition_is_exact_and_its_jet_matches_autograd(problem: str, model: str) -> None:
+    kwargs = {"hidden_channels": 8, "n_layers": 1} if model == "pinn" else {"n_gaussians": 16}
+    params = {"resolution": 64, "stride": 4} if problem == "burgers_periodic" else {}
+    task = PhysicsTask(model, kwargs, {"problem": problem, "params": params}, hard_initial=True,
+                       n_collocation=32, n_initial=16, n_boundary=8).double()  # fmt: skip
+    p = task.problem
+    x = _points(p, 40, seed=3)
+    # The fused jet (values, first derivatives, u_xx) equals nested autograd of the constrained forward.
+    fast, slow = task.jet(x), autograd_jet(task.forward, x, p.second_axes)
+    for a, b in ((fast.u, slow.u), (fast.du, slow.du), (fast.d2u, slow.d2u)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    # A second derivative in time (no current problem needs one) takes the 2·n_t term.
+    p.second_axes = (0, 1)  # instance attribute shadows the class's
+    fast, slow = task.jet(x), autograd_jet(task.forward, x, (0, 1))
+    torch.testing.assert_close(fast.d2u, slow.d2u, rtol=1e-10, atol=1e-10)
+    # At t = t0 the solution is u0 to rounding, whatever the network, so the ic term vanishes.
+    x0 = x.clone()
+    x0[:, 1] = p.bounds[1][0]
+    assert torch.equal(task(x0), p.initial_value(x0))
+    terms = task.loss_terms(task.sampler.sample(0, "cpu", F64))
+    assert terms["ic"].item() < 1e-28
+    assert terms["residual"].item() > 1e-6  # the untrained network is no solution
+
+
+def test_hard_initial_condition_is_refused_where_there_is_no_closed_form_u0() -> None:
+    match = (
+        r"hard_initial=true needs a time-dependent problem with a closed-form initial condition; "
+        r"'helmholtz' has none; problems that have one: allen_cahn, burgers, burgers_periodic"
+    )
+    with pytest.raises(ValueError, match=match):
+        PhysicsTask("pinn", None, {"problem": "helmholtz", "params": {}}, hard_initial=True)
