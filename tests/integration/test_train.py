@@ -380,3 +380,17 @@ def test_task_rejects_bad_settings_naming_the_value(kwargs, match):
     args = {"model": "fno", "model_kwargs": {"n_modes": [4]}, "in_channels": 1, "out_channels": 1, **kwargs}
     with pytest.raises(ValueError, match=match):
         OperatorTask(**args)
+
+
+def test_last_checkpoint_is_the_final_epoch_even_when_validation_skips_it(compose_train, fake_data):
+    # Validation (and so the best-checkpoint callback) runs at epochs 1 and 3 only; last.ckpt must still be
+    # rewritten at every epoch end, so that resuming loses nothing (Lightning 2.6's own save_last would
+    # leave it at the last epoch that improved the best).
+    cfg = compose_train(["pde=burgers", "trainer.max_epochs=3", "trainer.check_val_every_n_epoch=2"])
+    fake_data(cfg)
+    _, objects = train(cfg)
+    ckpts = Path(cfg.paths.output_dir) / "checkpoints"
+    last = torch.load(ckpts / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 2 and last["global_step"] == objects["trainer"].global_step
+    assert objects["trainer"].checkpoint_callback.monitor == "val/rel_l2"
+    assert sorted(p.name for p in ckpts.glob("*.ckpt")) == ["epoch_001.ckpt", "last.ckpt"]
