@@ -304,7 +304,7 @@ class PhysicsTask(L.LightningModule):
         ta = self.problem.time_axis
         assert ta is not None
         u0 = autograd_jet(self.problem.initial_value, x, axes)
-        s = (x[:, ta] - self.problem.bounds[ta][0])[:, None].to(net.u.dtype)
+        s = self._elapsed(x, net.u.dtype)
         on_t = torch.zeros(x.shape[1], 1, dtype=net.u.dtype, device=x.device)
         on_t[ta] = 1.0
         du = u0.du.detach() + s[:, None] * net.du + on_t * net.u[:, None]
@@ -421,10 +421,13 @@ class PhysicsTask(L.LightningModule):
         out = self.net(x)
         if not self.hard_initial:
             return out
+        return self.problem.initial_value(x).to(out.dtype) + self._elapsed(x, out.dtype) * out
+
+    def _elapsed(self, x: Tensor, dtype: torch.dtype) -> Tensor:
+        """``t − t0`` at points ``x`` (N, d), shape (N, 1): the network's factor under ``hard_initial``."""
         ta = self.problem.time_axis
         assert ta is not None
-        s = (x[:, ta] - self.problem.bounds[ta][0])[:, None].to(out.dtype)
-        return self.problem.initial_value(x).to(out.dtype) + s * out
+        return (x[:, ta] - self.problem.bounds[ta][0])[:, None].to(dtype)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self._step_start = time.perf_counter()
