@@ -116,8 +116,16 @@ def time_child(
     configure_cpu_allocator(allocator)
     setup = task_setup("diffusion_sorption", quick)
     setup["params"] = dict(resolution=n_x, n_t=101)
+    # "backbone": the global model's FNO alone (its N basis outputs, a stand-in loss, backward, Adam) --
+    # the part of a step that neither constraint avoids, so t_global / t_backbone bounds any speed-up
+    # the experts can give over the global solve.
     task = build_task(
-        "diffusion_sorption", method, setup, n_points, hidden=16 if quick else 32, layers=2 if quick else 4
+        "diffusion_sorption",
+        "global" if method == "backbone" else method,
+        setup,
+        n_points,
+        hidden=16 if quick else 32,
+        layers=2 if quick else 4,
     )
     torch.manual_seed(0)
     y = generate("diffusion_sorption", setup["params"], [0, 1])
@@ -127,8 +135,12 @@ def time_child(
 
     def step() -> None:
         opt.zero_grad()
-        _, res, bnd = task.physics_loss(y)
-        (res + bnd).backward()
+        if method == "backbone":
+            basis = task.net.basis(task.input_normalizer.encode(x))
+            basis.square().mean().backward()
+        else:
+            _, res, bnd = task.physics_loss(y)
+            (res + bnd).backward()
         opt.step()
 
     cuda = torch.cuda.is_available()
@@ -144,6 +156,8 @@ def time_child(
             step()
             times.append(time.perf_counter() - t0)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if method == "backbone":
+        return dict(method=method, n_points=n_points, time_s=min(times), peak_mb=(peak - base) / 1024)
     info = task.net.constraint.last_info
     return dict(
         method=method,
@@ -160,7 +174,7 @@ def run_timing(points: list[int], steps: int, quick: bool, allocator: str = "ret
     rows = []
     for m in points:
         n_x = 128 if m <= 10_000 else 1024  # 100 x 126 interior points hold 10^4; 10^5 needs 1024 nodes
-        for method in ("global", "experts"):
+        for method in ("global", "experts", "backbone"):
             cmd = [
                 sys.executable,
                 __file__,
@@ -173,7 +187,7 @@ def run_timing(points: list[int], steps: int, quick: bool, allocator: str = "ret
             row = json.loads(out.stdout.strip().splitlines()[-1])
             print(
                 f"  {method:8s} m={m:>6d}  {row['time_s']:.3f} s/step  peak +{row['peak_mb']:.0f} MB  "
-                f"LM iterations {row['iterations']}",
+                f"LM iterations {row.get('iterations', '-')}",
                 flush=True,
             )
             rows.append(row)
@@ -258,15 +272,19 @@ def markdown(timing: list[dict[str, Any]], acc: dict[str, dict[str, float]], arg
         "Peak memory is the growth of the process's peak RSS over the timed steps. "
         f"C allocator: `{args.allocator}` (`neurop.runtime`; `python train.py` uses `retain`).",
         "",
-        "| points | global s/step | experts s/step | speed-up | global peak MB | experts peak MB "
-        "| LM its g/e |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "backbone: the same step with the FNO alone (N basis outputs, no solve), which both constraints "
+        "pay; global / backbone is the most any constraint could gain over the global solve.",
+        "",
+        "| points | global s/step | experts s/step | speed-up | backbone s/step "
+        "| ceiling (global / backbone) | global peak MB | experts peak MB | LM its g/e |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     by = {(r["method"], r["n_points"]): r for r in timing}
     for m in sorted({r["n_points"] for r in timing}):
-        g, e = by[("global", m)], by[("experts", m)]
+        g, e, b = by[("global", m)], by[("experts", m)], by[("backbone", m)]
         lines.append(
             f"| {m} | {g['time_s']:.3f} | {e['time_s']:.3f} | {g['time_s'] / e['time_s']:.2f}x | "
+            f"{b['time_s']:.3f} | {g['time_s'] / b['time_s']:.2f}x | "
             f"{g['peak_mb']:.0f} | {e['peak_mb']:.0f} | {g['iterations']}/{e['iterations']} |"
         )
     lines += [

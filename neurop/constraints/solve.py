@@ -194,6 +194,14 @@ def _lm(
         converged = ~singular
     else:
         mu = torch.full((b,), 1e-3, dtype=feats.dtype, device=feats.device)
+        lam_all = lam
+        # The working set: problems still iterating. Without autograd tracking a converged problem leaves
+        # the batch (its weights are final), so one slow problem (a straggler among many experts) does not
+        # make every problem of the batch pay for its iterations; with tracking all stay, masked.
+        act = torch.arange(b, device=feats.device)
+        done_omega, done_conv, done_sing = omega.clone(), converged.clone(), singular.clone()
+        f_w, in_w, rows_w, tgt_w = feats, inputs, rows, target
+        compacted = False
         iterations = 0
         for iterations in range(1, max_iter + 1):
             cost = 0.5 * (r * r).sum(-1) + 0.5 * lam * (omega * omega).sum(-1)
@@ -203,11 +211,20 @@ def _lm(
             if bool(converged.all()):
                 iterations -= 1
                 break
+            if not track and bool(converged.any()):
+                gone, keep = act[converged], ~converged
+                done_omega[gone], done_sing[gone] = omega[converged], singular[converged]
+                done_conv[gone] = True
+                act, omega, r, jac, jtj = act[keep], omega[keep], r[keep], jac[keep], jtj[keep]
+                lam, mu, cost, grad = lam[keep], mu[keep], cost[keep], grad[keep]
+                singular, converged = singular[keep], converged[keep]
+                f_w, in_w, rows_w, tgt_w = f_w[keep], in_w[keep], rows_w[keep], tgt_w[keep]
+                compacted = True
             damp = torch.diag_embed(torch.diagonal(jtj, dim1=-2, dim2=-1)) * mu[:, None, None]
             step, sing = _cholesky_solve(jtj + lam[:, None, None] * eye + damp, -grad)
             singular = singular | sing
             trial = omega + step
-            r_t, jac_t, _, _ = _rows(trial, feats, inputs, rows, target, g, w_int, w_bnd, create_graph=track)
+            r_t, jac_t, _, _ = _rows(trial, f_w, in_w, rows_w, tgt_w, g, w_int, w_bnd, create_graph=track)
             cost_t = 0.5 * (r_t * r_t).sum(-1) + 0.5 * lam * (trial * trial).sum(-1)
             accept = (cost_t.detach() <= cost.detach()) & torch.isfinite(cost_t.detach()) & ~converged
             # MINPACK's ftol test: an accepted step that lowers the cost by a relative 1e-12 or less means
@@ -227,6 +244,10 @@ def _lm(
         else:
             grad = _jt(jac, r) + lam[:, None] * omega
             converged = converged | (_gradient_test(grad, jac, r) <= tol)
+        if compacted:
+            done_omega[act], done_conv[act], done_sing[act] = omega, converged, singular
+            omega, converged, singular = done_omega, done_conv, done_sing
+        lam = lam_all
     with torch.no_grad():
         od, fd, rd, td = omega.detach(), feats.detach(), rows.detach(), target.detach()
         r_fin, j_fin, _, _ = _rows(od, fd, inputs, rd, td, g, w_int, w_bnd, create_graph=False)

@@ -193,6 +193,34 @@ def test_solve_weights_is_batched_over_problems() -> None:
     torch.testing.assert_close(omega[1], omega[0] / 2, atol=1e-8, rtol=0)
 
 
+def test_converged_problems_leave_the_batch_without_changing_any_result() -> None:
+    """Problems converging after different numbers of iterations: the solve without autograd drops each one
+    from the batch when it converges; its weights, flags and the iteration count equal the masked solve
+    that keeps every problem (the unrolled one) and each problem's separate solve."""
+    basis, inputs, _ = _cubic_case(grid=(6, 6))
+    res = CubicResidual()
+    feats = res.features(basis, inputs, (1.0, 1.0), (False, False))[0].reshape(1, 4, 1, -1)
+    scales = [1.0, 8.0, 0.05, 3.0]  # ω* = ω₀ / scale: the far starts need more iterations
+    feats = torch.cat([s * feats for s in scales])
+    inp = inputs.reshape(1, 2, -1).expand(len(scales), -1, -1)
+    rows = torch.zeros(len(scales), 4, 0, dtype=F64)
+    target = torch.zeros(len(scales), 0, dtype=F64)
+    kw = dict(linear=False, tol=1e-10, ridge=0.0)
+    omega, info = solve_weights(feats, inp, rows, target, res.pointwise, **kw)
+    masked, info_m = solve_weights(feats, inp, rows, target, res.pointwise, backward="unroll", **kw)
+    alone = [
+        solve_weights(feats[i : i + 1], inp[:1], rows[:1], target[:1], res.pointwise, **kw)
+        for i in range(len(scales))
+    ]
+    iterations = [a[1].iterations for a in alone]
+    assert len(set(iterations)) > 1  # the problems do converge at different iterations
+    assert info.iterations == info_m.iterations == max(iterations)
+    torch.testing.assert_close(omega, masked.detach(), atol=1e-12, rtol=0)
+    torch.testing.assert_close(omega, torch.cat([a[0] for a in alone]), atol=1e-12, rtol=0)
+    assert bool(info.converged.all()) and bool(info_m.converged.all())
+    torch.testing.assert_close(info.residual_rms, info_m.residual_rms, atol=1e-14, rtol=0)
+
+
 # ---------------------------------------------------------------------------------------------- gradients
 def test_linear_implicit_gradients_match_finite_differences() -> None:
     a, _ = _darcy_case(7)
