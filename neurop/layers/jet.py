@@ -214,16 +214,23 @@ def autograd_jet(fn: Callable[[Tensor], Tensor], x: Tensor, second_axes: Sequenc
         u = fn(x)
         firsts, seconds = [], []
         for c in range(u.shape[1]):
-            (g,) = torch.autograd.grad(u[:, c].sum(), x, create_graph=True)
+            # materialize_grads / the requires_grad checks: affine (or constant) fn give zeros, not errors.
+            (g,) = _grad(u[:, c].sum(), x)
             firsts.append(g)
             col = []
             for j in second:
-                (h,) = torch.autograd.grad(g[:, j].sum(), x, create_graph=True)
+                (h,) = _grad(g[:, j].sum(), x)
                 col.append(h[:, j])
             seconds.append(torch.stack(col, dim=1) if col else g.new_zeros(g.shape[0], 0))
     du = torch.stack(firsts, dim=-1)
     d2u = torch.stack(seconds, dim=-1)
     return Jet(u, du, d2u, second)
+
+
+def _grad(out: Tensor, x: Tensor) -> tuple[Tensor]:
+    if not out.requires_grad:
+        return (torch.zeros_like(x),)
+    return torch.autograd.grad(out, x, create_graph=True, materialize_grads=True)  # type: ignore[return-value]
 
 
 __all__ = [

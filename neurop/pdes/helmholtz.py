@@ -51,6 +51,7 @@ class Helmholtz(PhysicsProblem):
     name = "helmholtz"
     coord_names = ("x", "y")
     second_axes = (0, 1)
+    zero_dirichlet_axes = (0, 1)
 
     def __init__(self, a1: int = 1, a2: int = 4, k: float = 1.0, n_eval: int = 250) -> None:
         for key, val in (("a1", a1), ("a2", a2)):

@@ -162,6 +162,8 @@ class PhysicsProblem(abc.ABC):
         Output channel compared with the reference.
     second_axes : tuple of int
         Axes whose second derivatives the residual needs.
+    zero_dirichlet_axes : tuple of int
+        Axes with ``u = 0`` (every channel) on both faces: a hard boundary condition can impose them exactly.
     """
 
     name: ClassVar[str]
@@ -171,6 +173,7 @@ class PhysicsProblem(abc.ABC):
     out_channels: ClassVar[int] = 1
     eval_channel: ClassVar[int] = 0
     second_axes: ClassVar[tuple[int, ...]] = ()
+    zero_dirichlet_axes: ClassVar[tuple[int, ...]] = ()
 
     @property
     def dim(self) -> int:
@@ -300,6 +303,7 @@ class BurgersShock(PhysicsProblem):
     coord_names = ("x", "t")
     time_axis = 1
     second_axes = (0,)
+    zero_dirichlet_axes = (0,)
 
     def __init__(self, viscosity: float = 0.01 / math.pi, n_x: int = 256, n_t: int = 100) -> None:
         self.viscosity = check_positive("viscosity", viscosity)
@@ -455,6 +459,7 @@ class DarcySmooth(PhysicsProblem):
     name = "darcy"
     coord_names = ("x", "y")
     second_axes = (0, 1)
+    zero_dirichlet_axes = (0, 1)
 
     def __init__(
         self, contrast: float = 0.5, forcing: float = 1.0, resolution: int = 257, stride: int = 2

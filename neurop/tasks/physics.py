@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from neurop.data.collocation import CollocationBatch, CollocationSampler
 from neurop.layers.jet import Jet, autograd_jet
 from neurop.models import MODELS
-from neurop.pdes.physics import PROBLEMS, PhysicsProblem, Reference, build_problem
+from neurop.pdes.physics import PROBLEMS, PhysicsProblem, Reference, build_problem, sample_face
 
 __all__ = ["PhysicsTask", "plot_solution", "relative_l2_error"]
 
@@ -157,6 +157,11 @@ class PhysicsTask(L.LightningModule):
         ``"ic"`` term is zero by construction (it is still logged). Needs a problem with a closed-form
         initial condition (:meth:`~neurop.pdes.physics.PhysicsProblem.initial_value`); others raise a
         ``ValueError`` naming those that have one.
+    hard_boundary : bool
+        Impose ``u = 0`` on the problem's zero-Dirichlet faces exactly (Helmholtz, Darcy, Raissi's Burgers):
+        the network is multiplied by ``Π (x_a − lo_a)(hi_a − x_a)`` over those axes, so the ``"bc"`` term is
+        zero by construction (still logged). Combines with ``hard_initial`` when ``u0`` vanishes on those
+        faces. Problems without such faces raise a ``ValueError`` naming those that have them.
     eval_every : int
         Steps between evaluations against the reference.
     eval_batch : int
@@ -193,6 +198,7 @@ class PhysicsTask(L.LightningModule):
         lbfgs: dict[str, Any] | None = None,
         causal: dict[str, Any] | None = None,
         hard_initial: bool = False,
+        hard_boundary: bool = False,
         eval_every: int = 100,
         eval_batch: int = 65536,
         seed: int = 0,
@@ -284,6 +290,25 @@ class PhysicsTask(L.LightningModule):
                 f"hard_initial=true needs a time-dependent problem with a closed-form initial condition; "
                 f"{p.name!r} has none; problems that have one: {', '.join(have)}"
             )
+        self.hard_boundary = bool(hard_boundary)
+        if self.hard_boundary and not p.zero_dirichlet_axes:
+            have = sorted(n for n in PROBLEMS.names() if PROBLEMS.get(n).zero_dirichlet_axes)
+            raise ValueError(
+                f"hard_boundary=true needs a problem with u = 0 on both faces of some axis; {p.name!r} has "
+                f"none; problems that have them: {', '.join(have)}"
+            )
+        if self.hard_boundary and self.hard_initial:
+            # u = u0 + f·n keeps u = 0 on the faces only if u0 vanishes there.
+            gen = torch.Generator().manual_seed(0)
+            for a in p.zero_dirichlet_axes:
+                for v in p.bounds[a]:
+                    edge = p.initial_value(sample_face(p.bounds, a, v, 16, "uniform", gen, torch.float64))
+                    if edge is not None and float(edge.abs().max()) > 1e-12:
+                        raise ValueError(
+                            f"hard_initial and hard_boundary together need u0 = 0 on the Dirichlet faces; "
+                            f"{p.name!r} has |u0| up to {float(edge.abs().max()):.3g} on the face "
+                            f"{p.coord_names[a]} = {v}"
+                        )
         self.automatic_optimization = False
         self.best_rel_l2 = math.inf
         self._compiled_loss: Any = None
@@ -297,22 +322,20 @@ class PhysicsTask(L.LightningModule):
         """The solution's values and the derivatives the problem needs at ``x`` (N, d)."""
         axes = self.problem.second_axes
         net = self.net.jet(x, axes) if hasattr(self.net, "jet") else autograd_jet(self.net, x, axes)
-        if not self.hard_initial:
+        if not (self.hard_initial or self.hard_boundary):
             return net
-        # u = u0 + s·n with s = t − t0: u_j = u0_j + s n_j (+ n on the time axis), u_jj = u0_jj + s n_jj
-        # (+ 2 n_t on the time axis).
-        ta = self.problem.time_axis
-        assert ta is not None
-        u0 = autograd_jet(self.problem.initial_value, x, axes)
-        s = self._elapsed(x, net.u.dtype)
-        on_t = torch.zeros(x.shape[1], 1, dtype=net.u.dtype, device=x.device)
-        on_t[ta] = 1.0
-        du = u0.du.detach() + s[:, None] * net.du + on_t * net.u[:, None]
-        d2u = u0.d2u.detach() + s[:, None] * net.d2u
-        if ta in axes:
-            k = axes.index(ta)
-            d2u = d2u + 2 * (torch.arange(len(axes), device=x.device) == k)[:, None] * net.du[:, ta : ta + 1]
-        return Jet(u0.u.detach() + s * net.u, du, d2u, net.second_axes)
+        # u = g + f·n (g = u0 or 0, f the factor, both free of parameters), by the product rule:
+        # u_j = g_j + f_j n + f n_j and u_jj = g_jj + f_jj n + 2 f_j n_j + f n_jj.
+        f = autograd_jet(lambda y: self._factor(y, net.u.dtype), x, axes)
+        f_u, f_du, f_d2u = f.u.detach()[:, None], f.du.detach(), f.d2u.detach()
+        ax = list(axes)
+        du = f_du * net.u[:, None] + f_u * net.du
+        d2u = f_d2u * net.u[:, None] + 2 * f_du[:, ax] * net.du[:, ax] + f_u * net.d2u
+        u = f.u.detach() * net.u
+        if self.hard_initial:
+            g = autograd_jet(self.problem.initial_value, x, axes)
+            u, du, d2u = g.u.detach() + u, g.du.detach() + du, g.d2u.detach() + d2u
+        return Jet(u, du, d2u, net.second_axes)
 
     def _residual_loss(self, x: Tensor, res: Tensor) -> tuple[Tensor, Tensor | None]:
         sq = res.pow(2).mean(dim=1)
@@ -417,17 +440,32 @@ class PhysicsTask(L.LightningModule):
         return DataLoader(_Steps(1), batch_size=None)
 
     def forward(self, x: Tensor) -> Tensor:
-        """``u(x)``: points (N, d) -> (N, out_channels) (with ``hard_initial``, ``u0 + (t − t0) · net``)."""
+        """``u(x)``: points (N, d) -> (N, out_channels); with hard conditions ``g + f · net`` (``jet``)."""
         out = self.net(x)
-        if not self.hard_initial:
+        if not (self.hard_initial or self.hard_boundary):
             return out
-        return self.problem.initial_value(x).to(out.dtype) + self._elapsed(x, out.dtype) * out
+        out = self._factor(x, out.dtype) * out
+        if self.hard_initial:
+            out = self.problem.initial_value(x).to(out.dtype) + out
+        return out
 
-    def _elapsed(self, x: Tensor, dtype: torch.dtype) -> Tensor:
-        """``t − t0`` at points ``x`` (N, d), shape (N, 1): the network's factor under ``hard_initial``."""
-        ta = self.problem.time_axis
-        assert ta is not None
-        return (x[:, ta] - self.problem.bounds[ta][0])[:, None].to(dtype)
+    def _factor(self, x: Tensor, dtype: torch.dtype) -> Tensor:
+        """The network's factor ``f`` at points ``x`` (N, d), shape (N, 1).
+
+        ``t − t0`` under ``hard_initial``, times ``Π_a (x_a − lo_a)(hi_a − x_a) · 4 / (hi_a − lo_a)²`` over
+        the problem's zero-Dirichlet axes under ``hard_boundary`` (1 at the centre, 0 on those faces).
+        """
+        f = torch.ones(x.shape[0], 1, dtype=dtype, device=x.device)
+        if self.hard_initial:
+            ta = self.problem.time_axis
+            assert ta is not None
+            f = f * (x[:, ta : ta + 1] - self.problem.bounds[ta][0]).to(dtype)
+        if self.hard_boundary:
+            for a in self.problem.zero_dirichlet_axes:
+                lo, hi = self.problem.bounds[a]
+                xa = x[:, a : a + 1].to(dtype)
+                f = f * ((xa - lo) * (hi - xa) * (4.0 / (hi - lo) ** 2))
+        return f
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self._step_start = time.perf_counter()

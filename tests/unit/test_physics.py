@@ -443,6 +443,50 @@ def test_hard_initial_condition_is_exact_and_its_jet_matches_autograd(problem: s
     assert terms["residual"].item() > 1e-6  # the untrained network is no solution
 
 
+@pytest.mark.parametrize(
+    ("problem", "hard_initial"),
+    [("helmholtz", False), ("darcy", False), ("burgers", False), ("burgers", True)],
+)
+@pytest.mark.parametrize("model", ["pinn", "pig"])
+def test_hard_boundary_condition_is_exact_and_its_jet_matches_autograd(
+    problem: str, hard_initial: bool, model: str
+) -> None:
+    kwargs = {"hidden_channels": 8, "n_layers": 1} if model == "pinn" else {"n_gaussians": 16}
+    task = PhysicsTask(model, kwargs, {"problem": problem, "params": {}}, hard_boundary=True,
+                       hard_initial=hard_initial, n_collocation=32, n_initial=16,
+                       n_boundary=8).double()  # fmt: skip
+    p = task.problem
+    x = _points(p, 40, seed=5)
+    fast, slow = task.jet(x), autograd_jet(task.forward, x, p.second_axes)
+    for a, b in ((fast.u, slow.u), (fast.du, slow.du), (fast.d2u, slow.d2u)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    # Every second derivative, time included, through the product rule's 2·f_j·n_j term.
+    p.second_axes = tuple(range(p.dim))
+    fast, slow = task.jet(x), autograd_jet(task.forward, x, p.second_axes)
+    torch.testing.assert_close(fast.d2u, slow.d2u, rtol=1e-10, atol=1e-10)
+    # On the Dirichlet faces u = 0 whatever the network, so the bc term vanishes; inside it does not.
+    for a in p.zero_dirichlet_axes:
+        for v in p.bounds[a]:
+            xf = x.clone()
+            xf[:, a] = v
+            assert task(xf).abs().max().item() < 1e-14
+    assert task(x).abs().min().item() > 0
+    terms = task.loss_terms(task.sampler.sample(0, "cpu", F64))
+    assert terms["bc"].item() < 1e-28
+    assert terms["residual"].item() > 1e-6
+    if hard_initial:
+        assert terms["ic"].item() < 1e-28
+
+
+def test_hard_boundary_condition_is_refused_without_zero_dirichlet_faces() -> None:
+    match = (
+        r"hard_boundary=true needs a problem with u = 0 on both faces of some axis; 'allen_cahn' has none; "
+        r"problems that have them: burgers, darcy, helmholtz"
+    )
+    with pytest.raises(ValueError, match=match):
+        PhysicsTask("pinn", None, {"problem": "allen_cahn", "params": {}}, hard_boundary=True)
+
+
 def test_hard_initial_condition_is_refused_where_there_is_no_closed_form_u0() -> None:
     match = (
         r"hard_initial=true needs a time-dependent problem with a closed-form initial condition; "
