@@ -229,8 +229,12 @@ def test_ddp_on_two_cpu_processes_matches_a_single_process(tmp_path):
     assert evaluated["test/rel_l2@17"] == pytest.approx(ddp["test/rel_l2@17"], rel=1e-5)
 
 
-def test_sharded_generation_with_range_syntax_equals_one_unsharded_run(tmp_path):
+def test_sharded_generation_with_range_syntax_equals_one_unsharded_run(tmp_path, monkeypatch):
     from hydra.core.global_hydra import GlobalHydra
+
+    # Composing outside `python generate.py` still resolves the run directory, which claims (creates) it
+    # relative to the working directory: keep it out of the repository's outputs/.
+    monkeypatch.chdir(tmp_path)
 
     from neurop.cli.generate import generate
 

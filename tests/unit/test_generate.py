@@ -352,7 +352,8 @@ def test_cli_end_to_end_with_hydra_main(tmp_path, toy_config_dir, monkeypatch, c
     assert sorted(p.name for p in tmp_path.iterdir()) == ["extra_configs", "outputs", "ref.h5", "rel"]
 
 
-def test_cli_default_name_shards_and_combine(tmp_path, toy_config_dir):
+def test_cli_default_name_shards_and_combine(tmp_path, toy_config_dir, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the composed run directory is claimed relative to the working directory
     from neurop.data.datamodule import dataset_filename
 
     common = ["n_samples=6", f"paths.data_dir={tmp_path / 'data'}", "progress=false"]
@@ -375,7 +376,8 @@ def test_cli_default_name_shards_and_combine(tmp_path, toy_config_dir):
     assert_same_data(ref, combined)
 
 
-def test_cli_errors_name_the_key(tmp_path, toy_config_dir):
+def test_cli_errors_name_the_key(tmp_path, toy_config_dir, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the composed run directory is claimed relative to the working directory
     with pytest.raises(
         ValueError, match="stride=2 was given but pde '_toy' has no generator parameter 'stride'"
     ):
