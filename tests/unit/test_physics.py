@@ -414,6 +414,24 @@ def test_lbfgs_history_is_dropped_when_points_are_redrawn_only_if_asked(restart:
         assert seen == {s: s - 2 for s in range(2, 10)}
 
 
+@pytest.mark.parametrize(("decay_every", "expected_decays"), [(1, 6), (4, 1), (1000, 0)])
+def test_adam_learning_rate_decays_every_lr_decay_every_steps(decay_every: int, expected_decays: int) -> None:
+    """``lr_decay`` is applied after every ``lr_decay_every``-th Adam step (per step in the PIG authors' script)."""
+    import lightning as L
+
+    task = PhysicsTask("pinn", {"hidden_channels": 4, "n_layers": 1}, {"problem": "helmholtz", "params": {}},
+                       n_collocation=32, n_boundary=8, adam_steps=6, lr=0.01, lr_decay=0.5,
+                       lr_decay_every=decay_every, eval_every=6, plot=False)  # fmt: skip
+    trainer = L.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0,
+                        **task.trainer_overrides())  # fmt: skip
+    trainer.fit(task)
+    adam = trainer.optimizers[0]
+    assert adam.param_groups[0]["lr"] == pytest.approx(0.01 * 0.5**expected_decays, rel=1e-12)
+    with pytest.raises(ValueError, match="lr_decay_every must be an integer >= 1, got 0"):
+        PhysicsTask("pinn", {}, {"problem": "helmholtz", "params": {}}, lr_decay_every=0)
+
+
 # ----------------------------------------------------------------------------------- hard initial condition
 
 
