@@ -416,7 +416,7 @@ def test_lbfgs_history_is_dropped_when_points_are_redrawn_only_if_asked(restart:
 
 @pytest.mark.parametrize(("decay_every", "expected_decays"), [(1, 6), (4, 1), (1000, 0)])
 def test_adam_learning_rate_decays_every_lr_decay_every_steps(decay_every: int, expected_decays: int) -> None:
-    """``lr_decay`` is applied after every ``lr_decay_every``-th Adam step (per step in the PIG authors' script)."""
+    """``lr_decay`` is applied after every ``lr_decay_every``-th Adam step (1: every step)."""
     import lightning as L
 
     task = PhysicsTask("pinn", {"hidden_channels": 4, "n_layers": 1}, {"problem": "helmholtz", "params": {}},
