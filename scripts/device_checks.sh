@@ -9,7 +9,9 @@
 #
 # Environment: OUT (results folder), DEVICE (cuda or cpu), SMOKE=1 (tiny sizes, to check the script),
 # T_BENCH / T_RECIPE (seconds allowed per benchmark phase / per recipe), RECIPES (space-separated,
-# default "fno_darcy_paper fno_burgers_paper"; also fno2d_ns_paper, fno3d_ns_paper), EPOCH_SCALE (multiplies the recipes' epochs, default 1).
+# default "fno_darcy_paper fno_burgers_paper", empty for none; also fno2d_ns_paper, fno3d_ns_paper), EPOCH_SCALE (multiplies the recipes' epochs, default 1),
+# PHYSICS (space-separated physics-informed experiments run with `train.py` for T_RECIPE seconds each, e.g.
+# "pig_helmholtz pig_helmholtz_adam pinn_burgers"; default none), PHYSICS_ARGS (extra overrides for them).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-device_checks}
@@ -17,8 +19,10 @@ DEVICE=${DEVICE:-cuda}
 SMOKE=${SMOKE:-0}
 T_BENCH=${T_BENCH:-150}
 T_RECIPE=${T_RECIPE:-420}
-RECIPES=${RECIPES:-fno_darcy_paper fno_burgers_paper}
+RECIPES=${RECIPES-fno_darcy_paper fno_burgers_paper}
 EPOCH_SCALE=${EPOCH_SCALE:-1}
+PHYSICS=${PHYSICS:-}
+PHYSICS_ARGS=${PHYSICS_ARGS:-}
 export WANDB_MODE=offline MPLBACKEND=Agg
 mkdir -p "$OUT"
 
@@ -67,5 +71,15 @@ for recipe in $RECIPES; do
   phase "recipe_$recipe" "$T_RECIPE" python scripts/reproduce.py "recipes=[$recipe]" scale=$scale \
     epoch_scale="$EPOCH_SCALE" out="$OUT/results_$recipe.md" run_dir="$OUT/runs" trainer=$trainer \
     logger=csv "${extra[@]}"
+done
+
+for exp in $PHYSICS; do
+  extra=()
+  [ "$SMOKE" = 1 ] && extra+=(model.adam_steps=4 model.lbfgs_steps=2 model.eval_every=2 model.n_collocation=256
+    model.n_boundary=64 model.n_initial=64 model.plot=false)
+  # shellcheck disable=SC2086  # PHYSICS_ARGS is a list of overrides
+  phase "physics_$exp" "$T_RECIPE" python train.py "experiment=$exp" trainer=$trainer logger=csv \
+    "hydra.run.dir=$OUT/runs/physics_$exp" "${extra[@]}" $PHYSICS_ARGS
+  python scripts/physics_summary.py "$OUT/runs/physics_$exp/csv/metrics.csv" | tee "$OUT/results_physics_$exp.md"
 done
 echo "done: $OUT"

@@ -105,6 +105,9 @@ def test_fused_diagonal_jet_equals_the_generic_path(second_axes: tuple[int, ...]
         fused.log_scales.uniform_(-1.5, -0.5)  # unequal scales per Gaussian and axis
     generic.load_state_dict(fused.state_dict())
     assert fused.fused_block() == 4
+    big = _embedding("diagonal", chunk_size=4096, n=2000)
+    assert big.fused_block(torch.device("cpu")) == 128  # 2**18 pairs: cache-sized on a CPU
+    assert big.fused_block(torch.device("meta")) == 4096  # elsewhere whole chunks (fewer kernel launches)
     x0 = torch.rand(10, 2, dtype=F64) * 2 - 1
     weights = [torch.randn(10, 3, dtype=F64), torch.randn(10, 2, 3, dtype=F64),
                torch.randn(10, len(second_axes), 3, dtype=F64)]  # fmt: skip
