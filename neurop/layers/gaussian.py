@@ -26,6 +26,8 @@ from neurop.layers.jet import Jet
 
 Covariance = Literal["diagonal", "full"]
 COVARIANCES: tuple[str, ...] = ("diagonal", "full")
+FeatureLayout = Literal["shared", "per_channel"]
+FEATURE_LAYOUTS: tuple[str, ...] = ("shared", "per_channel")
 
 
 def exp_floor(dtype: torch.dtype) -> float:
@@ -177,14 +179,14 @@ class _DiagonalGaussianJet(torch.autograd.Function):
 
 
 class GaussianEmbedding(nn.Module):
-    """``N`` trainable Gaussians with ``k``-channel features.
+    """``N`` trainable Gaussians with ``k``-channel features (or ``N`` Gaussians per channel).
 
     Parameters
     ----------
     in_channels : int
         Dimension d of the points.
     n_gaussians : int
-        N > 0.
+        N > 0: Gaussians in all (``layout="shared"``) or per feature channel (``"per_channel"``).
     feature_channels : int
         k > 0.
     sigma0 : float
@@ -198,6 +200,11 @@ class GaussianEmbedding(nn.Module):
         Points per chunk, > 0; each chunk holds ``chunk_size × N × d`` values.
     feature_std : float
         Standard deviation of the initial features.
+    layout : {"shared", "per_channel"}
+        ``"shared"``: every Gaussian carries a k-vector of features (``N`` Gaussians in all).
+        ``"per_channel"``: each of the k channels has its own ``N`` Gaussians with scalar weights,
+        ``FE_c(x) = Σ_i w_ci g_ci(x)`` (``k·N`` Gaussians in all), the layout of the PIG authors'
+        code; evaluated as a shared layout of ``k·N`` Gaussians whose feature matrix is block one-hot.
     """
 
     def __init__(
@@ -210,6 +217,7 @@ class GaussianEmbedding(nn.Module):
         bounds: Sequence[Sequence[float]] | None = None,
         chunk_size: int = 4096,
         feature_std: float = 0.1,
+        layout: FeatureLayout = "shared",
     ) -> None:
         super().__init__()
         for key, val in (("n_gaussians", n_gaussians), ("feature_channels", feature_channels),
@@ -220,6 +228,8 @@ class GaussianEmbedding(nn.Module):
             raise ValueError(f"sigma0 must be > 0, got {sigma0!r}")
         if covariance not in COVARIANCES:
             raise ValueError(f"covariance must be one of {COVARIANCES}, got {covariance!r}")
+        if layout not in FEATURE_LAYOUTS:
+            raise ValueError(f"layout must be one of {FEATURE_LAYOUTS}, got {layout!r}")
         d = in_channels
         box = [(-1.0, 1.0)] * d if bounds is None else [(float(b[0]), float(b[1])) for b in bounds]
         if len(box) != d or any(not lo < hi for lo, hi in box):
@@ -228,14 +238,24 @@ class GaussianEmbedding(nn.Module):
         hi = torch.tensor([b[1] for b in box])
         self.in_channels, self.n_gaussians, self.feature_channels = d, n_gaussians, feature_channels
         self.covariance: Covariance = covariance
+        self.layout: FeatureLayout = layout
         self.chunk_size = chunk_size
-        self.means = nn.Parameter(lo + (hi - lo) * torch.rand(n_gaussians, d))
+        total = n_gaussians * feature_channels if layout == "per_channel" else n_gaussians
+        self.n_total = total
+        self.means = nn.Parameter(lo + (hi - lo) * torch.rand(total, d))
         if covariance == "diagonal":
-            self.log_scales = nn.Parameter(torch.full((n_gaussians, d), math.log(sigma0)))
+            self.log_scales = nn.Parameter(torch.full((total, d), math.log(sigma0)))
         else:
-            self.log_diag = nn.Parameter(torch.full((n_gaussians, d), -math.log(sigma0)))
-            self.lower = nn.Parameter(torch.zeros(n_gaussians, d, d))
-        self.features = nn.Parameter(feature_std * torch.randn(n_gaussians, feature_channels))
+            self.log_diag = nn.Parameter(torch.full((total, d), -math.log(sigma0)))
+            self.lower = nn.Parameter(torch.zeros(total, d, d))
+        if layout == "per_channel":
+            # Gaussian c·N + i feeds channel c only: features = weights[:, None] * one_hot.
+            self.features = nn.Parameter(feature_std * torch.randn(total))
+            one_hot = torch.zeros(total, feature_channels)
+            one_hot[torch.arange(total), torch.arange(total) // n_gaussians] = 1.0
+            self.register_buffer("_one_hot", one_hot, persistent=False)
+        else:
+            self.features = nn.Parameter(feature_std * torch.randn(n_gaussians, feature_channels))
         # Diagonal covariance: the jet uses the fused, hand-differentiated kernel (_DiagonalGaussianJet);
         # False selects the generic autograd path (the reference it is tested against).
         self.fused_jet = True
@@ -244,8 +264,14 @@ class GaussianEmbedding(nn.Module):
         return (
             f"in_channels={self.in_channels}, n_gaussians={self.n_gaussians}, "
             f"feature_channels={self.feature_channels}, covariance={self.covariance!r}, "
-            f"chunk_size={self.chunk_size}"
+            f"layout={self.layout!r}, chunk_size={self.chunk_size}"
         )
+
+    def feature_matrix(self) -> Tensor:
+        """Features of every Gaussian as an ``(n_total, k)`` matrix (block one-hot for ``per_channel``)."""
+        if self.layout == "per_channel":
+            return self.features[:, None] * self._one_hot.to(self.features.dtype)
+        return self.features
 
     def precision_factor(self) -> Tensor:
         """``P`` with ``Σ⁻¹ = P Pᵀ``, shape (N, d, d) (diagonal covariance: ``diag(1/σ)``)."""
@@ -274,16 +300,17 @@ class GaussianEmbedding(nn.Module):
             q = torch.einsum("ngj,gij->ngi", r, p)
             g = torch.exp((-0.5 * (r * r).sum(-1)).clamp(min=exp_floor(x.dtype)))
             diag_prec = (p * p).sum(-1)
-        u = g @ self.features
+        features = self.feature_matrix()
+        u = g @ features
         if not with_derivatives:
             return (u,)
         gq = (g[:, :, None] * q).transpose(1, 2)  # (n, d, N)
-        du = -(gq @ self.features)
+        du = -(gq @ features)
         if second_axes:
             ax = list(second_axes)
             qa = q[:, :, ax]
             h = g[:, :, None] * (qa * qa - diag_prec[None, :, ax])
-            d2u = h.transpose(1, 2) @ self.features
+            d2u = h.transpose(1, 2) @ features
         else:
             d2u = u.new_zeros(u.shape[0], 0, u.shape[1])
         return u, du, d2u
@@ -295,14 +322,15 @@ class GaussianEmbedding(nn.Module):
         there small blocks only multiply kernel launches."""
         if device is not None and device.type != "cpu":
             return self.chunk_size
-        return min(self.chunk_size, max(16, (1 << 18) // self.n_gaussians // 16 * 16))
+        return min(self.chunk_size, max(16, (1 << 18) // self.n_total // 16 * 16))
 
     def _chunked(self, x: Tensor, second_axes: tuple[int, ...], with_derivatives: bool) -> list[Tensor]:
         n = x.shape[0]
         if with_derivatives and self.covariance == "diagonal" and self.fused_jet:
             inv_var = torch.exp(-2 * self.log_scales)
             block = self.fused_block(x.device)
-            return list(_DiagonalGaussianJet.apply(x, self.means, inv_var, self.features, second_axes, block))
+            features = self.feature_matrix()
+            return list(_DiagonalGaussianJet.apply(x, self.means, inv_var, features, second_axes, block))
         if n <= self.chunk_size:
             return list(self._chunk(x, second_axes, with_derivatives))
         # Recompute each chunk in the backward pass: stored activations stay at one chunk's size.
@@ -336,4 +364,4 @@ class GaussianEmbedding(nn.Module):
         return Jet(u, du, d2u, axes)
 
 
-__all__ = ["COVARIANCES", "Covariance", "GaussianEmbedding"]
+__all__ = ["COVARIANCES", "FEATURE_LAYOUTS", "Covariance", "FeatureLayout", "GaussianEmbedding"]

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from neurop.layers.gaussian import Covariance, GaussianEmbedding
+from neurop.layers.gaussian import Covariance, FeatureLayout, GaussianEmbedding
 from neurop.layers.jet import JET_ACTIVATIONS, Jet, JetActivation, jet_activation, jet_linear
 from neurop.models import MODELS
 from neurop.models.pinn import _PLAIN, check_bounds
@@ -28,7 +28,7 @@ class PIG(nn.Module):
     out_channels : int
         Output fields C.
     n_gaussians : int
-        N > 0.
+        N > 0 (in all; per feature channel with ``layout="per_channel"``).
     feature_channels : int
         k > 0.
     hidden_channels : int
@@ -43,6 +43,9 @@ class PIG(nn.Module):
         Domain box the means are drawn from.
     chunk_size : int
         Points evaluated against all Gaussians at once (bounds memory).
+    layout : {"shared", "per_channel"}
+        Gaussians with k-vector features, or N Gaussians per channel with scalar weights (the PIG
+        authors' code; see :class:`~neurop.layers.gaussian.GaussianEmbedding`).
     """
 
     def __init__(
@@ -58,6 +61,7 @@ class PIG(nn.Module):
         covariance: Covariance = "diagonal",
         bounds: list[list[float]] | None = None,
         chunk_size: int = 4096,
+        layout: FeatureLayout = "shared",
     ) -> None:
         super().__init__()
         if activation not in JET_ACTIVATIONS:
@@ -70,7 +74,7 @@ class PIG(nn.Module):
         self.out_channels = out_channels
         self.embedding = GaussianEmbedding(
             in_channels, n_gaussians, feature_channels, sigma0, covariance,
-            check_bounds(bounds, in_channels), chunk_size,
+            check_bounds(bounds, in_channels), chunk_size, layout=layout,
         )  # fmt: skip
         widths = [feature_channels] + [hidden_channels] * n_layers + [out_channels]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:], strict=True))

@@ -185,6 +185,7 @@ def test_pig_is_registered_and_fits_a_function() -> None:
         ({"feature_channels": 0}, "feature_channels must be > 0, got 0"),
         ({"chunk_size": 0}, "chunk_size must be > 0, got 0"),
         ({"covariance": "spherical"}, "covariance must be one of .* got 'spherical'"),
+        ({"layout": "split"}, "layout must be one of .* got 'split'"),
         ({"activation": "relu"}, "activation must be one of .* got 'relu'"),
         ({"hidden_channels": 0}, "hidden_channels must be an integer >= 1, got 0"),
         ({"bounds": [[1, 0], [0, 1]]}, "bounds must be 2 pairs"),
@@ -193,3 +194,51 @@ def test_pig_is_registered_and_fits_a_function() -> None:
 def test_pig_rejects_bad_arguments(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         PIG(2, **kwargs)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_per_channel_layout_is_k_independent_scalar_embeddings(fused: bool) -> None:
+    # layout="per_channel" (the PIG authors' layout): channel c is Σ_i w_ci g_ci(x) over its own N Gaussians.
+    # Its jet and every parameter gradient equal those of k separate one-channel embeddings.
+    torch.manual_seed(0)
+    n, k = 5, 3
+    emb = GaussianEmbedding(2, n, k, sigma0=0.4, layout="per_channel").double()
+    emb.fused_jet = fused
+    with torch.no_grad():
+        emb.log_scales.uniform_(-1.5, -0.5)
+    assert emb.features.shape == (k * n,) and emb.means.shape == (k * n, 2)
+    parts = []
+    for c in range(k):
+        part = GaussianEmbedding(2, n, 1, sigma0=0.4).double()
+        sl = slice(c * n, (c + 1) * n)
+        with torch.no_grad():
+            part.means.copy_(emb.means[sl])
+            part.log_scales.copy_(emb.log_scales[sl])
+            part.features.copy_(emb.features[sl, None])
+        parts.append(part)
+    x = torch.rand(9, 2, dtype=F64) * 2 - 1
+    weights = [torch.randn(9, k, dtype=F64), torch.randn(9, 2, k, dtype=F64), torch.randn(9, 2, k, dtype=F64)]
+    j = emb.jet(x, (0, 1))
+    sum((w * t).sum() for w, t in zip(weights, (j.u, j.du, j.d2u), strict=True)).backward()
+    for c, part in enumerate(parts):
+        jc = part.jet(x, (0, 1))
+        for got, want in zip((j.u, j.du, j.d2u), (jc.u, jc.du, jc.d2u), strict=True):
+            torch.testing.assert_close(got[..., c : c + 1], want, rtol=1e-12, atol=1e-14)
+        loss = sum((w[..., c : c + 1] * t).sum() for w, t in zip(weights, (jc.u, jc.du, jc.d2u), strict=True))
+        loss.backward()
+        sl = slice(c * n, (c + 1) * n)
+        torch.testing.assert_close(emb.means.grad[sl], part.means.grad, rtol=1e-11, atol=1e-13)
+        torch.testing.assert_close(emb.log_scales.grad[sl], part.log_scales.grad, rtol=1e-11, atol=1e-13)
+        torch.testing.assert_close(emb.features.grad[sl], part.features.grad[:, 0], rtol=1e-11, atol=1e-13)
+    torch.testing.assert_close(emb(x), j.u)
+
+
+def test_pig_with_per_channel_gaussians_round_trips_its_state() -> None:
+    net = PIG(2, n_gaussians=4, feature_channels=3, layout="per_channel")
+    assert "layout='per_channel'" in repr(net)
+    state = net.state_dict()
+    assert state["embedding.features"].shape == (12,) and "embedding._one_hot" not in state
+    copy = PIG(2, n_gaussians=4, feature_channels=3, layout="per_channel")
+    copy.load_state_dict(state)
+    x = torch.rand(6, 2)
+    torch.testing.assert_close(copy(x), net(x))
