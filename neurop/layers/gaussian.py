@@ -197,7 +197,8 @@ class GaussianEmbedding(nn.Module):
     bounds : sequence of (lo, hi), optional
         Box the means are drawn uniformly from; default ``[−1, 1]`` per axis.
     chunk_size : int
-        Points per chunk, > 0; each chunk holds ``chunk_size × N × d`` values.
+        Points per chunk, > 0; each chunk holds ``chunk_size × n_total × d`` values (``n_total``: N, or k·N
+        with ``layout="per_channel"``).
     feature_std : float
         Standard deviation of the initial features.
     layout : {"shared", "per_channel"}
