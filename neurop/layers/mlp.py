@@ -44,17 +44,31 @@ def get_activation(name: str) -> Callable[[Tensor], Tensor]:
         raise ValueError(f"activation must be one of {activation_names()}, got {name!r}") from None
 
 
-def _activation_backward_(name: str, grad: Tensor, pre: Tensor) -> Tensor:
-    """Overwrite ``grad`` with ``grad * act'(pre)`` (no new activation-sized buffer)."""
+def _activation_backward_(name: str, grad: Tensor, pre: Tensor, out: Tensor | None = None) -> Tensor:
+    """Write ``grad * act'(pre)`` into ``out`` (default: overwrite ``grad``; no new buffer)."""
     aten = torch.ops.aten
+    out = grad if out is None else out
     if name == "gelu":
-        return aten.gelu_backward.grad_input(grad, pre, approximate="none", grad_input=grad)
+        return aten.gelu_backward.grad_input(grad, pre, approximate="none", grad_input=out)
     if name == "silu":
-        return aten.silu_backward.grad_input(grad, pre, grad_input=grad)
+        return aten.silu_backward.grad_input(grad, pre, grad_input=out)
     if name == "relu":
-        return aten.threshold_backward.grad_input(grad, pre, 0, grad_input=grad)
+        return aten.threshold_backward.grad_input(grad, pre, 0, grad_input=out)
     if name == "tanh":
-        return aten.tanh_backward.grad_input(grad, torch.tanh(pre), grad_input=grad)
+        return aten.tanh_backward.grad_input(grad, torch.tanh(pre), grad_input=out)
+    raise ValueError(f"activation must be one of {activation_names()}, got {name!r}")
+
+
+def _activation_into(name: str, x: Tensor, out: Tensor) -> Tensor:
+    """Write ``act(x)`` into ``out`` (no temporary)."""
+    if name == "gelu":
+        return torch._C._nn.gelu(x, out=out)
+    if name == "silu":
+        return torch._C._nn.silu(x, out=out)
+    if name == "relu":
+        return torch.clamp_min(x, 0, out=out)
+    if name == "tanh":
+        return torch.tanh(x, out=out)
     raise ValueError(f"activation must be one of {activation_names()}, got {name!r}")
 
 

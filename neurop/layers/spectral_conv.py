@@ -203,39 +203,134 @@ class SpectralConv(nn.Module):
         return out if out.dtype == in_dtype else out.to(in_dtype)
 
     def _spectral(self, x: Tensor, sizes: list[int]) -> Tensor:
-        d, dtype, device = self.dim, x.dtype, x.device
-        batch = x.shape[0]
-        c_in, c_out = self.in_channels, self.out_channels
-        n_last, m_last = sizes[-1], self.n_modes[-1]
-        rev = list(range(d - 2, -1, -1))  # the complex axes, innermost first
-
-        # Last axis: one real GEMM to interleaved (Re, Im) pairs, viewed as complex (B, C, *S[:-1], m_d).
-        fwd, _ = dft_matrices(n_last, m_last, False, dtype, device)
-        t = torch.view_as_complex((x.reshape(-1, n_last) @ fwd).view(*x.shape[:-1], m_last, 2))
-        # Modes outermost, batch and channels innermost: every later transform is a GEMM batched over
-        # the (few) modes already taken, and the result is laid out (modes, B, C) as the mixing needs.
-        t = t.permute(d + 1, *[ax + 2 for ax in rev], 0, 1)
-        done = m_last
-        for ax in rev:
-            fwd_c, _ = dft_matrices(sizes[ax], self.n_modes[ax], True, dtype, device)
-            t = torch.matmul(fwd_c, t.reshape(done, sizes[ax], -1))
-            done *= 2 * self.n_modes[ax]
-
+        dtype, device = x.dtype, x.device
+        fwd, fwd_c, inv, inv_c = _transform_matrices(sizes, self.n_modes, dtype, device)
+        t = to_modes(x, sizes, self.n_modes, fwd, fwd_c)  # (modes, B, in)
         # One complex (in, out) matrix per mode: a batched GEMM over modes.
-        weight = torch.view_as_complex(self.weight.to(dtype)).reshape(done, c_in, c_out)
-        y = torch.bmm(t.reshape(done, batch, c_in), weight)  # (modes, B, out)
+        y = torch.bmm(t, self.complex_weight(dtype))  # (modes, B, out)
         if self.bias is not None:
             # Coefficients are grid means, so a constant shift lives in the zero mode (row 0) alone.
             y[0] += self.bias.to(dtype)
+        return to_grid(y, sizes, self.n_modes, inv_c, inv)
 
-        # Inverse, complex axes outermost-spatial first (they sit next to the batch axes).
-        for ax in range(d - 1):
-            _, inv_c = dft_matrices(sizes[ax], self.n_modes[ax], True, dtype, device)
-            done //= 2 * self.n_modes[ax]
-            y = torch.matmul(inv_c, y.reshape(done, 2 * self.n_modes[ax], -1))
-        # (m_d, n_{d-1}, ..., n_1, B, out) -> (B, out, n_1, ..., n_{d-1}, m_d), then the real last axis.
-        y = y.reshape(m_last, *[sizes[ax] for ax in rev], batch, c_out)
-        y = y.permute(d, d + 1, *[d - 1 - ax for ax in range(d - 1)], 0).contiguous()
-        _, inv = dft_matrices(n_last, m_last, False, dtype, device)
-        out = torch.view_as_real(y).reshape(-1, 2 * m_last) @ inv
-        return out
+    def complex_weight(self, dtype: torch.dtype) -> Tensor:
+        """The mixing matrices as a complex ``(modes, in_channels, out_channels)`` view of :attr:`weight`."""
+        n = math.prod(self.retained)
+        return torch.view_as_complex(self.weight.to(dtype)).reshape(n, self.in_channels, self.out_channels)
+
+
+def _transform_matrices(
+    sizes: Sequence[int], n_modes: Sequence[int], dtype: torch.dtype, device: torch.device
+) -> tuple[Tensor, list[Tensor], Tensor, list[Tensor]]:
+    """Forward and inverse DFT matrices of every axis: ``(fwd_last, [fwd per complex axis], inv_last,
+    [inv per complex axis])``, complex axes in spatial order."""
+    fwd, inv = dft_matrices(sizes[-1], n_modes[-1], False, dtype, device)
+    pairs = [dft_matrices(n, m, True, dtype, device) for n, m in zip(sizes[:-1], n_modes[:-1], strict=True)]
+    return fwd, [f for f, _ in pairs], inv, [i for _, i in pairs]
+
+
+@lru_cache(maxsize=64)
+def adjoint_dft_matrices(
+    n: int, m: int, both_signs: bool, dtype: torch.dtype, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """Conjugate transposes of :func:`dft_matrices` (contiguous, cached): the backward pass's matrices."""
+    with torch.inference_mode(False):
+        fwd, inv = dft_matrices(n, m, both_signs, dtype, device)
+        return fwd.mH.resolve_conj().contiguous(), inv.mH.resolve_conj().contiguous()
+
+
+def adjoint_transform_matrices(
+    sizes: Sequence[int], n_modes: Sequence[int], dtype: torch.dtype, device: torch.device
+) -> tuple[Tensor, list[Tensor], Tensor, list[Tensor]]:
+    """:func:`_transform_matrices` conjugate-transposed: ``(inv_last^H, [inv^H], fwd_last^H, [fwd^H])``.
+
+    ``to_modes`` with the first two is the adjoint of ``to_grid`` with the inverse matrices, and
+    ``to_grid`` with the last two the adjoint of ``to_modes`` with the forward matrices.
+    """
+    fwd, inv = adjoint_dft_matrices(sizes[-1], n_modes[-1], False, dtype, device)
+    pairs = [
+        adjoint_dft_matrices(n, m, True, dtype, device) for n, m in zip(sizes[:-1], n_modes[:-1], strict=True)
+    ]
+    return inv, [i for _, i in pairs], fwd, [f for f, _ in pairs]
+
+
+def to_modes(
+    x: Tensor, sizes: Sequence[int], n_modes: Sequence[int], last: Tensor, axes: list[Tensor]
+) -> Tensor:
+    """Grid values to retained coefficients ``(modes, B, C)``, modes in :class:`SpectralConv` order.
+
+    Parameters
+    ----------
+    x : Tensor, shape (B, C, *sizes), contiguous, or any tensor with ``B * C * prod(sizes)`` elements in
+        that order.
+    sizes, n_modes : sequence of int
+        Grid points and retained modes per spatial axis.
+    last : Tensor, shape (sizes[-1], 2 * n_modes[-1])
+        Real matrix of the last axis (its output read as interleaved ``(Re, Im)`` pairs).
+    axes : list of Tensor, shapes (2 * n_modes[i], sizes[i])
+        Complex matrices of the other axes, in spatial order.
+
+    Returns
+    -------
+    Tensor, complex, shape (modes, B, C)
+    """
+    n_last = sizes[-1]
+    batch, chans = x.shape[0], x.numel() // (x.shape[0] * math.prod(sizes))
+    # Last axis: one real GEMM to interleaved (Re, Im) pairs.
+    return pairs_to_modes(x.reshape(-1, n_last) @ last, sizes, n_modes, batch, chans, axes)
+
+
+def pairs_to_modes(
+    pairs: Tensor, sizes: Sequence[int], n_modes: Sequence[int], batch: int, chans: int, axes: list[Tensor]
+) -> Tensor:
+    """:func:`to_modes` after its last-axis GEMM: ``pairs`` of shape ``(B * C * prod(S[:-1]), 2 * m_d)``
+    holds the last axis's coefficients as interleaved ``(Re, Im)`` pairs."""
+    d = len(sizes)
+    m_last = n_modes[-1]
+    rev = list(range(d - 2, -1, -1))  # the complex axes, innermost first
+    t = torch.view_as_complex(pairs.view(batch, chans, *sizes[:-1], m_last, 2))
+    # Modes outermost, batch and channels innermost: every later transform is a GEMM batched over
+    # the (few) modes already taken, and the result is laid out (modes, B, C) as the mixing needs.
+    t = t.permute(d + 1, *[ax + 2 for ax in rev], 0, 1)
+    done = m_last
+    for ax in rev:
+        t = torch.matmul(axes[ax], t.reshape(done, sizes[ax], -1))
+        done *= axes[ax].shape[0]
+    return t.reshape(done, batch, chans)
+
+
+def to_grid(
+    y: Tensor,
+    sizes: Sequence[int],
+    n_modes: Sequence[int],
+    axes: list[Tensor],
+    last: Tensor,
+    out: Tensor | None = None,
+) -> Tensor:
+    """Retained coefficients ``(modes, B, C)`` back to grid values, as a ``(B * C * prod(S[:-1]), S[-1])``
+    tensor; with ``out`` (that shape) the result is added to ``out`` in place and ``out`` returned.
+
+    ``axes`` are complex ``(sizes[i], 2 * n_modes[i])`` matrices in spatial order; ``last`` is the real
+    ``(2 * n_modes[-1], sizes[-1])`` matrix of the last axis, reading interleaved ``(Re, Im)`` pairs.
+    """
+    pairs = modes_to_pairs(y, sizes, n_modes, axes)
+    if out is None:
+        return pairs @ last
+    return out.addmm_(pairs, last)
+
+
+def modes_to_pairs(y: Tensor, sizes: Sequence[int], n_modes: Sequence[int], axes: list[Tensor]) -> Tensor:
+    """:func:`to_grid` before its last-axis GEMM: the ``(B * C * prod(S[:-1]), 2 * m_d)`` interleaved
+    ``(Re, Im)`` pairs of the last axis's coefficients on the grid of the other axes."""
+    d = len(sizes)
+    m_last = n_modes[-1]
+    done, batch, chans = y.shape
+    rev = list(range(d - 2, -1, -1))
+    # Complex axes outermost-spatial first (they sit next to the batch axes).
+    for ax in range(d - 1):
+        done //= axes[ax].shape[1]
+        y = torch.matmul(axes[ax], y.reshape(done, axes[ax].shape[1], -1))
+    # (m_d, n_{d-1}, ..., n_1, B, C) -> (B, C, n_1, ..., n_{d-1}, m_d).
+    y = y.reshape(m_last, *[sizes[ax] for ax in rev], batch, chans)
+    y = y.permute(d, d + 1, *[d - 1 - ax for ax in range(d - 1)], 0).contiguous()
+    return torch.view_as_real(y).reshape(-1, 2 * m_last)

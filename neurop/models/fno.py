@@ -6,6 +6,7 @@ layout (linear skip, channel MLP with a soft-gating skip) follows the neuraloper
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,13 +18,25 @@ from neurop.layers.embedding import crop, grid_coords, pad_right, padding_sizes
 from neurop.layers.mlp import (
     ActivationName,
     ChannelMLP,
+    _activation_backward_,
+    _activation_into,
+    _fusable,
     act_linear,
     gated_add_,
     get_activation,
     init_linear_,
     pointwise_linear,
 )
-from neurop.layers.spectral_conv import SpectralConv, check_n_modes
+from neurop.layers.spectral_conv import (
+    SpectralConv,
+    _transform_matrices,
+    adjoint_transform_matrices,
+    check_n_modes,
+    modes_to_pairs,
+    pairs_to_modes,
+    to_grid,
+    to_modes,
+)
 from neurop.models import MODELS
 
 
@@ -55,6 +68,180 @@ class _AffineFewChannels(torch.autograd.Function):
         grad_weight = torch.bmm(grad, x.transpose(1, 2)).sum(0) if ctx.needs_input_grad[1] else None
         # Only used for inputs that do not require grad (see FNO._lift).
         return grad_shift, grad_weight, None
+
+
+# Bytes of one channels-wide slice of the batch that the training pass of a Fourier layer works on at a
+# time: the handful of slices live at once (stored tensors, activations, gradients) then stay in cache.
+_FORWARD_CHUNK_BYTES = 2**20
+_BACKWARD_CHUNK_BYTES = 2**20
+
+
+def _batch_slices(t: Tensor, chunk_bytes: int) -> list[slice]:
+    """Slices of the batch axis of ``t`` of about ``chunk_bytes`` each (at least one sample)."""
+    step = max(1, chunk_bytes // max(t[0].numel() * t.element_size(), 1))
+    return [slice(i, min(i + step, t.shape[0])) for i in range(0, t.shape[0], step)]
+
+
+class _FNOBlockFunction(torch.autograd.Function):
+    """One Fourier layer (:class:`FNOBlock`) in training: a single autograd node, hand-written backward.
+
+    The same arithmetic as the module path, arranged for memory traffic. Both passes walk the batch in
+    slices of about a MB per channels-wide tensor and take every slice through the whole pointwise part
+    of the layer while it is in cache: forward, skip GEMM, the inverse transform's last-axis GEMM
+    (added onto it), channel MLP, gate and activation; backward, the same in reverse, ending with the
+    first GEMM of the spectral adjoint, so the gradient of the spectral output never exists at full
+    size. The gradient of the layer input collects the skip, gate and spectral contributions in one
+    buffer (the last added by the adjoint transform's final GEMM) instead of three tensors summed by
+    autograd. Activations are recomputed from the stored pre-activations; slice-sized buffers are
+    reused from slice to slice. Stored for backward: the input, its retained Fourier coefficients and
+    the pre-activations, as in the module path.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: Tensor,
+        spec_weight: Tensor,
+        spec_bias: Tensor | None,
+        skip: Tensor,
+        w1: Tensor | None,
+        b1: Tensor | None,
+        w2: Tensor | None,
+        b2: Tensor | None,
+        gate: Tensor | None,
+        meta: tuple[list[int], list[int], int, str, bool],
+    ) -> Tensor:
+        sizes, n_modes, n_coeffs, name, last = meta
+        batch, c = x.shape[:2]
+        dtype, device = x.dtype, x.device
+        x3 = x.view(batch, c, -1)
+        fwd, fwd_c, inv, inv_c = _transform_matrices(sizes, n_modes, dtype, device)
+        t = to_modes(x, sizes, n_modes, fwd, fwd_c)
+        weight_c = torch.view_as_complex(spec_weight).reshape(n_coeffs, c, c)
+        y = torch.bmm(t, weight_c)
+        if spec_bias is not None:
+            y[0] += spec_bias
+        # The inverse transform stops before its last-axis GEMM, which runs slice by slice below, adding
+        # onto the skip GEMM's output while that is in cache.
+        pairs = modes_to_pairs(y, sizes, n_modes, inv_c)
+        rows_per_sample = pairs.shape[0] // batch
+        z = torch.empty_like(x3)
+        z_rows = z.view(-1, sizes[-1])
+        p = x.new_empty(batch, w1.shape[0], x3.shape[-1]) if w1 is not None else None
+        u = torch.empty_like(z) if w1 is not None else z
+        out = u if last else torch.empty_like(z)
+        # One pass over slices of the batch, each slice's intermediates consumed while in cache; the
+        # activations go to slice-sized buffers reused from slice to slice (no allocation per slice).
+        slices = _batch_slices(x3, _FORWARD_CHUNK_BYTES)
+        rows = slices[0].stop
+        act_z = x.new_empty(rows, c, x3.shape[-1]) if w1 is not None and not last else None
+        act_p = x.new_empty(rows, w1.shape[0], x3.shape[-1]) if w1 is not None else None
+        for sl in slices:
+            n = sl.stop - sl.start
+            zc = torch.bmm(skip.unsqueeze(0).expand(n, -1, -1), x3[sl], out=z[sl])
+            r = slice(sl.start * rows_per_sample, sl.stop * rows_per_sample)
+            z_rows[r].addmm_(pairs[r], inv)
+            if w1 is not None:
+                assert p is not None and act_p is not None and b1 is not None and w2 is not None
+                assert b2 is not None and gate is not None
+                a = zc if act_z is None else _activation_into(name, zc, act_z[:n])
+                torch.baddbmm(b1.unsqueeze(-1), w1.unsqueeze(0).expand(n, -1, -1), a, out=p[sl])
+                a = _activation_into(name, p[sl], act_p[:n])
+                uc = torch.baddbmm(b2.unsqueeze(-1), w2.unsqueeze(0).expand(n, -1, -1), a, out=u[sl])
+                uc.addcmul_(x3[sl], gate.unsqueeze(-1))
+            if not last:
+                _activation_into(name, u[sl], out[sl])
+        ctx.save_for_backward(x, t, z, p, u, spec_weight, skip, w1, w2, gate)
+        ctx.meta = meta
+        ctx.has_bias = spec_bias is not None
+        return out.view(x.shape)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        x, t, z, p, u, spec_weight, skip, w1, w2, gate = ctx.saved_tensors
+        sizes, n_modes, n_coeffs, name, last = ctx.meta
+        batch, c = x.shape[:2]
+        x3 = x.view(batch, c, -1)
+        grad = grad.reshape(batch, c, -1)
+        mlp = w1 is not None
+        zeros = torch.zeros_like
+        g_skip = zeros(skip)
+        g_w1, g_b1, g_w2, g_b2, g_gate = (
+            (zeros(w1), zeros(w1[:, 0]), zeros(w2), zeros(w2[:, 0]), zeros(gate)) if mlp else (None,) * 5
+        )
+        dx = torch.empty_like(x3)
+        skip_t = skip.t().contiguous()
+        dtype, device = x.dtype, x.device
+        inv_h, inv_c_h, fwd_h, fwd_c_h = adjoint_transform_matrices(sizes, n_modes, dtype, device)
+        m_last = n_modes[-1]
+        # The spectral adjoint's first (last-axis) GEMM runs slice by slice on the spectral output's
+        # gradient ``dz`` while it is in cache, so ``dz`` never exists at full size.
+        dz_pairs = x.new_empty(x3.numel() // sizes[-1], 2 * m_last)
+        rows_per_sample = dz_pairs.shape[0] // batch
+        # One pass over slices of the batch: each stored tensor is read once, every intermediate gradient
+        # is consumed while it is still in cache, and slice-sized buffers are reused from slice to slice.
+        slices = _batch_slices(x3, _BACKWARD_CHUNK_BYTES)
+        rows, n_points = slices[0].stop, x3.shape[-1]
+        buf_u = None if last else x.new_empty(rows, c, n_points)
+        buf_c = x.new_empty(rows, c, n_points) if mlp else None
+        buf_z = x.new_empty(rows, c, n_points) if mlp else None
+        hidden = w1.shape[0] if mlp else 0
+        buf_p, buf_dp = (x.new_empty(rows, hidden, n_points) for _ in range(2)) if mlp else (None, None)
+        for sl in slices:
+            n = sl.stop - sl.start
+            du = grad[sl] if buf_u is None else _activation_backward_(name, grad[sl], u[sl], out=buf_u[:n])
+            if mlp:
+                assert p is not None and w1 is not None and w2 is not None and gate is not None
+                assert buf_c is not None and buf_p is not None and buf_dp is not None
+                assert g_gate is not None and g_w1 is not None and g_b1 is not None
+                assert g_w2 is not None and g_b2 is not None
+                # Gate: u = mlp + gate * x.
+                g_gate += torch.mul(du, x3[sl], out=buf_c[:n]).sum((0, 2))
+                # Second MLP layer: u = W2 act(p) + b2.
+                g_w2 += torch.bmm(du, _activation_into(name, p[sl], buf_p[:n]).transpose(1, 2)).sum(0)
+                g_b2 += du.sum((0, 2))
+                dp = torch.bmm(w2.t().unsqueeze(0).expand(n, -1, -1), du, out=buf_dp[:n])
+                _activation_backward_(name, dp, p[sl])
+                # First MLP layer: p = W1 a(z) + b1, a = act (identity in the last layer).
+                a = z[sl] if last else _activation_into(name, z[sl], buf_c[:n])
+                g_w1 += torch.bmm(dp, a.transpose(1, 2)).sum(0)
+                g_b1 += dp.sum((0, 2))
+                assert buf_z is not None
+                dz = torch.bmm(w1.t().unsqueeze(0).expand(n, -1, -1), dp, out=buf_z[:n])
+                if not last:
+                    _activation_backward_(name, dz, z[sl])
+            else:
+                dz = du
+            # Skip: z = s + W x.
+            g_skip += torch.bmm(dz, x3[sl].transpose(1, 2)).sum(0)
+            torch.bmm(skip_t.unsqueeze(0).expand(n, -1, -1), dz, out=dx[sl])
+            if mlp:
+                assert gate is not None
+                dx[sl].addcmul_(du, gate.unsqueeze(-1))
+            r = slice(sl.start * rows_per_sample, sl.stop * rows_per_sample)
+            torch.mm(dz.reshape(-1, sizes[-1]), inv_h, out=dz_pairs[r])
+        grads = {"skip": g_skip, "w1": g_w1, "b1": g_b1, "w2": g_w2, "b2": g_b2, "gate": g_gate}
+        # Spectral: s = to_grid(modes(x) @ W + bias); adjoint transforms on the retained modes only.
+        dy = pairs_to_modes(dz_pairs, sizes, n_modes, batch, c, inv_c_h)  # (modes, B, out)
+        weight_c = torch.view_as_complex(spec_weight).reshape(n_coeffs, c, c)
+        g_weight = torch.bmm(t.mH, dy)
+        dt = torch.bmm(dy, weight_c.mH)
+        to_grid(dt, sizes, n_modes, fwd_c_h, fwd_h, out=dx.view(-1, sizes[-1]))
+        g_spec = torch.view_as_real(g_weight.resolve_conj()).reshape(spec_weight.shape)
+        g_bias = dy[0].real.sum(0) if ctx.has_bias else None
+        return (
+            dx.view(x.shape),
+            g_spec,
+            g_bias,
+            grads["skip"],
+            grads.get("w1"),
+            grads.get("b1"),
+            grads.get("w2"),
+            grads.get("b2"),
+            grads.get("gate"),
+            None,
+        )
 
 
 def _check_positive_int(key: str, value: object) -> None:
@@ -100,6 +287,12 @@ class FNOBlock(nn.Module):
             self.channel_mlp = ChannelMLP(channels, channels, max(1, channels // 2), 2, activation)
             self.gate = nn.Parameter(torch.ones(channels))
 
+    def _fused(self, x: Tensor) -> bool:
+        """Whether training goes through :class:`_FNOBlockFunction` (:func:`~neurop.layers.mlp._fusable`)."""
+        if not (x.ndim == self.spectral.dim + 2 and x.shape[1] == self.channels):
+            return False
+        return _fusable(x, *(p for p in self.parameters()))
+
     def forward(self, x: Tensor, last: bool = False) -> Tensor:
         """Apply the layer.
 
@@ -114,6 +307,16 @@ class FNOBlock(nn.Module):
         Tensor, shape (B, channels, *spatial)
         """
         batch, c = x.shape[:2]
+        if self._fused(x):
+            sizes = list(x.shape[2:])
+            spec = self.spectral
+            spec.check_grid(sizes)
+            mlp = self.channel_mlp
+            w1, w2 = (None, None) if mlp is None else (mlp.weights[0], mlp.weights[1])
+            b1, b2 = (None, None) if mlp is None else (mlp.biases[0], mlp.biases[1])
+            meta = (sizes, spec.n_modes, math.prod(spec.retained), self.activation, last)
+            args = (spec.weight, spec.bias, self.skip_weight, w1, b1, w2, b2, self.gate, meta)
+            return _FNOBlockFunction.apply(x, *args)
         x3 = x.reshape(batch, c, -1)
         # The skip GEMM accumulates onto the spectral output in place (one pass, no new buffer);
         # in-place ops bypass autocast, so under autocast the out-of-place form is used.

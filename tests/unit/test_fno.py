@@ -476,3 +476,93 @@ def test_fno_trains_after_inference_mode_call() -> None:
     y1.sum().backward()
     torch.testing.assert_close(y0, y1.detach())
     assert model.blocks[0].spectral.weight.grad is not None
+
+
+@pytest.mark.parametrize(
+    ("n_modes", "grid"), [([3], [10]), ([3, 2], [8, 6]), ([2, 2, 2], [5, 4, 6])], ids=["1d", "2d", "3d"]
+)
+@pytest.mark.parametrize("channel_mlp", [True, False])
+@pytest.mark.parametrize("last", [False, True])
+@pytest.mark.parametrize("activation", ["gelu", "tanh"])
+def test_fno_block_hand_written_backward_matches_autograd(
+    n_modes: list[int], grid: list[int], channel_mlp: bool, last: bool, activation: str, monkeypatch
+) -> None:
+    """The training path (one autograd node, batch walked in slices) equals the module path of plain
+    autograd ops in value and in every gradient; tiny slices force several per pass."""
+    import neurop.models.fno as fno_module
+
+    monkeypatch.setattr(fno_module, "_BACKWARD_CHUNK_BYTES", 1)
+    monkeypatch.setattr(fno_module, "_FORWARD_CHUNK_BYTES", 1)
+    torch.manual_seed(0)
+    block = fno_module.FNOBlock(5, n_modes, activation, channel_mlp).double()
+    with torch.no_grad():
+        for p in block.parameters():
+            p.add_(0.1 * torch.randn_like(p))  # a non-trivial gate and spectral bias
+    x = torch.randn(3, 5, *grid, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(3, 5, *grid, dtype=torch.float64)
+
+    def run(fused: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        monkeypatch.setattr(fno_module.FNOBlock, "_fused", lambda self, x_: fused)
+        x.grad = None
+        block.zero_grad()
+        out = block(x, last=last)
+        out.backward(g)
+        assert x.grad is not None
+        return out.detach(), [x.grad.clone()] + [p.grad.clone() for p in block.parameters()]
+
+    out_f, grads_f = run(True)
+    out_m, grads_m = run(False)
+    torch.testing.assert_close(out_f, out_m, rtol=1e-12, atol=1e-12)
+    names = ["x"] + [n for n, _ in block.named_parameters()]
+    for name, a, b in zip(names, grads_f, grads_m, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-12, msg=lambda m, n=name: f"grad of {n}: {m}")
+
+
+def test_fno_block_hand_written_backward_matches_finite_differences(monkeypatch) -> None:
+    import neurop.models.fno as fno_module
+
+    monkeypatch.setattr(fno_module, "_BACKWARD_CHUNK_BYTES", 1)
+    torch.manual_seed(0)
+    block = fno_module.FNOBlock(3, [2, 2], "gelu", True).double()
+    x = torch.randn(2, 3, 5, 4, dtype=torch.float64, requires_grad=True)
+    names = [n for n, _ in block.named_parameters()]
+    params = tuple(p.detach().clone().requires_grad_(True) for p in block.parameters())
+
+    def fn(x_: torch.Tensor, *ps: torch.Tensor) -> torch.Tensor:
+        assert block._fused(x_)
+        return torch.func.functional_call(block, dict(zip(names, ps, strict=True)), (x_,))
+
+    assert torch.autograd.gradcheck(fn, (x, *params), eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("n_modes", "grid"), [([3], [10]), ([3, 2], [8, 6]), ([2, 2, 2], [5, 4, 6])], ids=["1d", "2d", "3d"]
+)
+def test_spectral_transforms_and_their_adjoints(n_modes: list[int], grid: list[int]) -> None:
+    """<to_grid(y), g> = Re <y, to_modes(g)> with the adjoint matrices, and vice versa."""
+    from neurop.layers.spectral_conv import (
+        _transform_matrices,
+        adjoint_transform_matrices,
+        to_grid,
+        to_modes,
+    )
+
+    torch.manual_seed(0)
+    dtype, device = torch.float64, torch.device("cpu")
+    fwd, fwd_c, inv, inv_c = _transform_matrices(grid, n_modes, dtype, device)
+    inv_h, inv_c_h, fwd_h, fwd_c_h = adjoint_transform_matrices(grid, n_modes, dtype, device)
+    n_coeffs = n_modes[-1] * 2 ** (len(grid) - 1) * int(torch.tensor(n_modes[:-1]).prod())
+    x = torch.randn(2, 3, *grid, dtype=dtype)
+    g = torch.randn(2, 3, *grid, dtype=dtype)
+    y = torch.randn(n_coeffs, 2, 3, dtype=torch.complex128)
+    t = torch.randn(n_coeffs, 2, 3, dtype=torch.complex128)
+    lhs = (to_grid(y, grid, n_modes, inv_c, inv) * g.reshape(-1, grid[-1])).sum()
+    rhs = (y.conj() * to_modes(g, grid, n_modes, inv_h, inv_c_h)).sum().real
+    torch.testing.assert_close(lhs, rhs)
+    lhs = (to_modes(x, grid, n_modes, fwd, fwd_c).conj() * t).sum().real
+    rhs = (x.reshape(-1, grid[-1]) * to_grid(t, grid, n_modes, fwd_c_h, fwd_h)).sum()
+    torch.testing.assert_close(lhs, rhs)
+    # Accumulating into ``out`` adds to it.
+    base = torch.randn(2 * 3 * (x.numel() // (6 * grid[-1])), grid[-1], dtype=dtype)
+    expected = base + to_grid(y, grid, n_modes, inv_c, inv)
+    torch.testing.assert_close(to_grid(y, grid, n_modes, inv_c, inv, out=base.clone()), expected)
