@@ -76,10 +76,47 @@ _FORWARD_CHUNK_BYTES = 2**20
 _BACKWARD_CHUNK_BYTES = 2**20
 
 
+def _buffers(like: Tensor, *shapes: tuple[int, ...] | None) -> list[Tensor | None]:
+    """Uninitialised contiguous tensors of ``shapes`` (``None`` for ``None``) carved from one allocation."""
+    sizes = [0 if s is None else math.prod(s) for s in shapes]
+    flat = like.new_empty(sum(sizes))
+    out: list[Tensor | None] = []
+    start = 0
+    for shape, n in zip(shapes, sizes, strict=True):
+        out.append(None if shape is None else flat[start : start + n].view(shape))
+        start += n
+    return out
+
+
 def _batch_slices(t: Tensor, chunk_bytes: int) -> list[slice]:
     """Slices of the batch axis of ``t`` of about ``chunk_bytes`` each (at least one sample)."""
     step = max(1, chunk_bytes // max(t[0].numel() * t.element_size(), 1))
     return [slice(i, min(i + step, t.shape[0])) for i in range(0, t.shape[0], step)]
+
+
+def _mlp_slice(
+    name: str,
+    last: bool,
+    z: Tensor,
+    x: Tensor,
+    params: tuple[Tensor, Tensor, Tensor, Tensor, Tensor],
+    buffers: tuple[Tensor | None, Tensor, Tensor],
+    u: Tensor,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Channel MLP and gate of one batch slice: ``u = W2 act(p) + b2 + gate * x``, ``p = W1 a(z) + b1``.
+
+    ``a`` is the activation (identity in the last layer). Writes ``a(z)``, ``p`` and ``act(p)`` into
+    ``buffers`` and ``u`` into ``u``; returns the four.
+    """
+    w1, b1, w2, b2, gate = params
+    buf_az, buf_p, buf_ap = buffers
+    n = z.shape[0]
+    a_z = z if buf_az is None or last else _activation_into(name, z, buf_az)
+    p = torch.baddbmm(b1.unsqueeze(-1), w1.unsqueeze(0).expand(n, -1, -1), a_z, out=buf_p)
+    a_p = _activation_into(name, p, buf_ap)
+    torch.baddbmm(b2.unsqueeze(-1), w2.unsqueeze(0).expand(n, -1, -1), a_p, out=u)
+    u.addcmul_(x, gate.unsqueeze(-1))
+    return a_z, p, a_p, u
 
 
 class _FNOBlockFunction(torch.autograd.Function):
@@ -92,9 +129,10 @@ class _FNOBlockFunction(torch.autograd.Function):
     first GEMM of the spectral adjoint, so the gradient of the spectral output never exists at full
     size. The gradient of the layer input collects the skip, gate and spectral contributions in one
     buffer (the last added by the adjoint transform's final GEMM) instead of three tensors summed by
-    autograd. Activations are recomputed from the stored pre-activations; slice-sized buffers are
-    reused from slice to slice. Stored for backward: the input, its retained Fourier coefficients and
-    the pre-activations, as in the module path.
+    autograd. Stored for backward: the input, its retained Fourier coefficients and the pre-activation
+    ``z`` of the MLP (``K(x) + W x``); the MLP's hidden layer and output are recomputed slice by slice
+    in backward (two small GEMMs on data in cache) instead of written to and read back from memory.
+    Slice-sized buffers are reused from slice to slice.
     """
 
     @staticmethod
@@ -115,6 +153,7 @@ class _FNOBlockFunction(torch.autograd.Function):
         batch, c = x.shape[:2]
         dtype, device = x.dtype, x.device
         x3 = x.view(batch, c, -1)
+        n_points = x3.shape[-1]
         fwd, fwd_c, inv, inv_c = _transform_matrices(sizes, n_modes, dtype, device)
         t = to_modes(x, sizes, n_modes, fwd, fwd_c)
         weight_c = torch.view_as_complex(spec_weight).reshape(n_coeffs, c, c)
@@ -127,31 +166,36 @@ class _FNOBlockFunction(torch.autograd.Function):
         rows_per_sample = pairs.shape[0] // batch
         z = torch.empty_like(x3)
         z_rows = z.view(-1, sizes[-1])
-        p = x.new_empty(batch, w1.shape[0], x3.shape[-1]) if w1 is not None else None
-        u = torch.empty_like(z) if w1 is not None else z
-        out = u if last else torch.empty_like(z)
-        # One pass over slices of the batch, each slice's intermediates consumed while in cache; the
-        # activations go to slice-sized buffers reused from slice to slice (no allocation per slice).
+        mlp = None
+        if w1 is not None:
+            assert b1 is not None and w2 is not None and b2 is not None and gate is not None
+            mlp = (w1, b1, w2, b2, gate)
+        out = z if mlp is None and last else torch.empty_like(z)
         slices = _batch_slices(x3, _FORWARD_CHUNK_BYTES)
         rows = slices[0].stop
-        act_z = x.new_empty(rows, c, x3.shape[-1]) if w1 is not None and not last else None
-        act_p = x.new_empty(rows, w1.shape[0], x3.shape[-1]) if w1 is not None else None
+        wide, narrow = (rows, c, n_points), (rows, w1.shape[0] if w1 is not None else 0, n_points)
+        buf_az, buf_p, buf_ap, buf_u = _buffers(
+            x,
+            wide if mlp and not last else None,
+            narrow if mlp else None,
+            narrow if mlp else None,
+            wide if mlp and not last else None,
+        )
         for sl in slices:
             n = sl.stop - sl.start
             zc = torch.bmm(skip.unsqueeze(0).expand(n, -1, -1), x3[sl], out=z[sl])
             r = slice(sl.start * rows_per_sample, sl.stop * rows_per_sample)
             z_rows[r].addmm_(pairs[r], inv)
-            if w1 is not None:
-                assert p is not None and act_p is not None and b1 is not None and w2 is not None
-                assert b2 is not None and gate is not None
-                a = zc if act_z is None else _activation_into(name, zc, act_z[:n])
-                torch.baddbmm(b1.unsqueeze(-1), w1.unsqueeze(0).expand(n, -1, -1), a, out=p[sl])
-                a = _activation_into(name, p[sl], act_p[:n])
-                uc = torch.baddbmm(b2.unsqueeze(-1), w2.unsqueeze(0).expand(n, -1, -1), a, out=u[sl])
-                uc.addcmul_(x3[sl], gate.unsqueeze(-1))
+            if mlp is not None:
+                assert buf_p is not None and buf_ap is not None
+                u = out[sl] if buf_u is None else buf_u[:n]
+                buffers = (None if buf_az is None else buf_az[:n], buf_p[:n], buf_ap[:n])
+                _mlp_slice(name, last, zc, x3[sl], mlp, buffers, u)
+            else:
+                u = zc
             if not last:
-                _activation_into(name, u[sl], out[sl])
-        ctx.save_for_backward(x, t, z, p, u, spec_weight, skip, w1, w2, gate)
+                _activation_into(name, u, out[sl])
+        ctx.save_for_backward(x, t, z, spec_weight, skip, w1, b1, w2, b2, gate)
         ctx.meta = meta
         ctx.has_bias = spec_bias is not None
         return out.view(x.shape)
@@ -159,69 +203,82 @@ class _FNOBlockFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        x, t, z, p, u, spec_weight, skip, w1, w2, gate = ctx.saved_tensors
+        x, t, z, spec_weight, skip, w1, b1, w2, b2, gate = ctx.saved_tensors
         sizes, n_modes, n_coeffs, name, last = ctx.meta
         batch, c = x.shape[:2]
         x3 = x.view(batch, c, -1)
+        n_points = x3.shape[-1]
         grad = grad.reshape(batch, c, -1)
-        mlp = w1 is not None
+        mlp = None
+        if w1 is not None:
+            assert b1 is not None and w2 is not None and b2 is not None and gate is not None
+            mlp = (w1, b1, w2, b2, gate)
         zeros = torch.zeros_like
         g_skip = zeros(skip)
-        g_w1, g_b1, g_w2, g_b2, g_gate = (
-            (zeros(w1), zeros(w1[:, 0]), zeros(w2), zeros(w2[:, 0]), zeros(gate)) if mlp else (None,) * 5
-        )
+        g_mlp = [zeros(w) for w in mlp] if mlp is not None else [None] * 5
         dx = torch.empty_like(x3)
         skip_t = skip.t().contiguous()
         dtype, device = x.dtype, x.device
         inv_h, inv_c_h, fwd_h, fwd_c_h = adjoint_transform_matrices(sizes, n_modes, dtype, device)
-        m_last = n_modes[-1]
         # The spectral adjoint's first (last-axis) GEMM runs slice by slice on the spectral output's
         # gradient ``dz`` while it is in cache, so ``dz`` never exists at full size.
-        dz_pairs = x.new_empty(x3.numel() // sizes[-1], 2 * m_last)
+        dz_pairs = x.new_empty(x3.numel() // sizes[-1], 2 * n_modes[-1])
         rows_per_sample = dz_pairs.shape[0] // batch
         # One pass over slices of the batch: each stored tensor is read once, every intermediate gradient
         # is consumed while it is still in cache, and slice-sized buffers are reused from slice to slice.
         slices = _batch_slices(x3, _BACKWARD_CHUNK_BYTES)
-        rows, n_points = slices[0].stop, x3.shape[-1]
-        buf_u = None if last else x.new_empty(rows, c, n_points)
-        buf_c = x.new_empty(rows, c, n_points) if mlp else None
-        buf_z = x.new_empty(rows, c, n_points) if mlp else None
-        hidden = w1.shape[0] if mlp else 0
-        buf_p, buf_dp = (x.new_empty(rows, hidden, n_points) for _ in range(2)) if mlp else (None, None)
+        rows = slices[0].stop
+        wide, narrow = (rows, c, n_points), (rows, w1.shape[0] if w1 is not None else 0, n_points)
+        buf_az, buf_p, buf_ap, buf_u, buf_dp, buf_dz = _buffers(
+            x,
+            wide if mlp and not last else None,
+            narrow if mlp else None,
+            narrow if mlp else None,
+            wide if mlp or not last else None,
+            narrow if mlp else None,
+            wide if mlp else None,
+        )
         for sl in slices:
             n = sl.stop - sl.start
-            du = grad[sl] if buf_u is None else _activation_backward_(name, grad[sl], u[sl], out=buf_u[:n])
-            if mlp:
-                assert p is not None and w1 is not None and w2 is not None and gate is not None
-                assert buf_c is not None and buf_p is not None and buf_dp is not None
-                assert g_gate is not None and g_w1 is not None and g_b1 is not None
-                assert g_w2 is not None and g_b2 is not None
-                # Gate: u = mlp + gate * x.
-                g_gate += torch.mul(du, x3[sl], out=buf_c[:n]).sum((0, 2))
-                # Second MLP layer: u = W2 act(p) + b2.
-                g_w2 += torch.bmm(du, _activation_into(name, p[sl], buf_p[:n]).transpose(1, 2)).sum(0)
+            xc = x3[sl]
+            if mlp is not None:
+                assert buf_p is not None and buf_ap is not None and buf_u is not None
+                assert buf_dp is not None and buf_dz is not None
+                w1_, _, w2_, _, gate_ = mlp
+                g_w1, g_b1, g_w2, g_b2, g_gate = g_mlp
+                assert g_w1 is not None and g_b1 is not None and g_w2 is not None
+                assert g_b2 is not None and g_gate is not None
+                # Recompute the MLP of this slice from the stored pre-activation.
+                buffers = (None if buf_az is None else buf_az[:n], buf_p[:n], buf_ap[:n])
+                a_z, p, a_p, u = _mlp_slice(name, last, z[sl], xc, mlp, buffers, buf_u[:n])
+                du = grad[sl] if last else _activation_backward_(name, grad[sl], u, out=u)
+                # Gate: u = ... + gate * x (buf_dz is free until dz is computed).
+                g_gate += torch.mul(du, xc, out=buf_dz[:n]).sum((0, 2))
+                # Second MLP layer: u = W2 act(p) + b2 + ...
+                g_w2 += torch.bmm(du, a_p.transpose(1, 2)).sum(0)
                 g_b2 += du.sum((0, 2))
-                dp = torch.bmm(w2.t().unsqueeze(0).expand(n, -1, -1), du, out=buf_dp[:n])
-                _activation_backward_(name, dp, p[sl])
-                # First MLP layer: p = W1 a(z) + b1, a = act (identity in the last layer).
-                a = z[sl] if last else _activation_into(name, z[sl], buf_c[:n])
-                g_w1 += torch.bmm(dp, a.transpose(1, 2)).sum(0)
+                dp = torch.bmm(w2_.t().unsqueeze(0).expand(n, -1, -1), du, out=buf_dp[:n])
+                _activation_backward_(name, dp, p)
+                # First MLP layer: p = W1 a(z) + b1.
+                g_w1 += torch.bmm(dp, a_z.transpose(1, 2)).sum(0)
                 g_b1 += dp.sum((0, 2))
-                assert buf_z is not None
-                dz = torch.bmm(w1.t().unsqueeze(0).expand(n, -1, -1), dp, out=buf_z[:n])
+                dz = torch.bmm(w1_.t().unsqueeze(0).expand(n, -1, -1), dp, out=buf_dz[:n])
                 if not last:
                     _activation_backward_(name, dz, z[sl])
             else:
+                gate_ = None
+                du = grad[sl]
+                if not last:
+                    assert buf_u is not None
+                    du = _activation_backward_(name, grad[sl], z[sl], out=buf_u[:n])
                 dz = du
             # Skip: z = s + W x.
-            g_skip += torch.bmm(dz, x3[sl].transpose(1, 2)).sum(0)
+            g_skip += torch.bmm(dz, xc.transpose(1, 2)).sum(0)
             torch.bmm(skip_t.unsqueeze(0).expand(n, -1, -1), dz, out=dx[sl])
-            if mlp:
-                assert gate is not None
-                dx[sl].addcmul_(du, gate.unsqueeze(-1))
+            if gate_ is not None:
+                dx[sl].addcmul_(du, gate_.unsqueeze(-1))
             r = slice(sl.start * rows_per_sample, sl.stop * rows_per_sample)
             torch.mm(dz.reshape(-1, sizes[-1]), inv_h, out=dz_pairs[r])
-        grads = {"skip": g_skip, "w1": g_w1, "b1": g_b1, "w2": g_w2, "b2": g_b2, "gate": g_gate}
         # Spectral: s = to_grid(modes(x) @ W + bias); adjoint transforms on the retained modes only.
         dy = pairs_to_modes(dz_pairs, sizes, n_modes, batch, c, inv_c_h)  # (modes, B, out)
         weight_c = torch.view_as_complex(spec_weight).reshape(n_coeffs, c, c)
@@ -230,18 +287,7 @@ class _FNOBlockFunction(torch.autograd.Function):
         to_grid(dt, sizes, n_modes, fwd_c_h, fwd_h, out=dx.view(-1, sizes[-1]))
         g_spec = torch.view_as_real(g_weight.resolve_conj()).reshape(spec_weight.shape)
         g_bias = dy[0].real.sum(0) if ctx.has_bias else None
-        return (
-            dx.view(x.shape),
-            g_spec,
-            g_bias,
-            grads["skip"],
-            grads.get("w1"),
-            grads.get("b1"),
-            grads.get("w2"),
-            grads.get("b2"),
-            grads.get("gate"),
-            None,
-        )
+        return (dx.view(x.shape), g_spec, g_bias, g_skip, *g_mlp, None)
 
 
 def _check_positive_int(key: str, value: object) -> None:
