@@ -89,7 +89,12 @@ def _buffers(like: Tensor, *shapes: tuple[int, ...] | None) -> list[Tensor | Non
 
 
 def _batch_slices(t: Tensor, chunk_bytes: int) -> list[slice]:
-    """Slices of the batch axis of ``t`` of about ``chunk_bytes`` each (at least one sample)."""
+    """Slices of the batch axis of ``t`` of about ``chunk_bytes`` per intra-op thread each (at least one
+    sample); on accelerators one slice (the whole batch), since there many small kernels cost more than
+    cache misses."""
+    if t.device.type != "cpu":
+        return [slice(0, t.shape[0])]
+    chunk_bytes *= max(1, torch.get_num_threads())
     step = max(1, chunk_bytes // max(t[0].numel() * t.element_size(), 1))
     return [slice(i, min(i + step, t.shape[0])) for i in range(0, t.shape[0], step)]
 
