@@ -316,6 +316,12 @@ class FNOBlock(nn.Module):
     activation : {"gelu", "tanh", "relu", "silu"}
     channel_mlp : bool
         Use the channel MLP (hidden width ``channels // 2``) and its soft-gating skip.
+
+    Notes
+    -----
+    With gradients enabled (no autocast, float32/float64, contiguous input) the layer runs as
+    ``_FNOBlockFunction``: the same arithmetic with a hand-written, cache-blocked backward (see there),
+    tested against this module's autograd path and finite differences.
     """
 
     def __init__(
@@ -432,9 +438,12 @@ class FNO(nn.Module):
     -----
     Training is tuned for memory traffic (see ``scripts/bench_train.py``): channels-first layout with
     every pointwise mixing a batched GEMM, truncated DFTs as GEMMs on the retained modes only
-    (:class:`~neurop.layers.SpectralConv`), and hand-written backward passes
-    (:func:`~neurop.layers.act_linear`, :func:`~neurop.layers.gated_add_`) that store pre-activations
-    only and recompute activations in backward. Those backward passes are once-differentiable: first
+    (:class:`~neurop.layers.SpectralConv`), and hand-written backward passes that store pre-activations
+    only and recompute activations in backward. In training each Fourier layer is one autograd node
+    (``_FNOBlockFunction``) that walks the batch in cache-sized slices through all its pointwise work in
+    both passes and recomputes its channel MLP in backward; the lifting and projection MLPs use
+    :func:`~neurop.layers.act_linear` and :func:`~neurop.layers.two_layer`. Those backward passes are
+    once-differentiable: first
     derivatives with respect to parameters and inputs work, second derivatives (double backward) through
     a model with gradients enabled do not. Under autocast the plain autograd path is used and the
     spectral convolution runs in float32.

@@ -566,3 +566,16 @@ def test_spectral_transforms_and_their_adjoints(n_modes: list[int], grid: list[i
     base = torch.randn(2 * 3 * (x.numel() // (6 * grid[-1])), grid[-1], dtype=dtype)
     expected = base + to_grid(y, grid, n_modes, inv_c, inv)
     torch.testing.assert_close(to_grid(y, grid, n_modes, inv_c, inv, out=base.clone()), expected)
+
+
+def test_fno_training_layer_batch_slices(monkeypatch) -> None:
+    """CPU: slices of ~chunk bytes per intra-op thread covering the batch; accelerators: one slice."""
+    from neurop.models.fno import _batch_slices
+
+    t = torch.empty(7, 4, 256)  # 4 KiB per sample
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert _batch_slices(t, 8192) == [slice(0, 2), slice(2, 4), slice(4, 6), slice(6, 7)]
+    assert _batch_slices(t, 1) == [slice(i, i + 1) for i in range(7)]
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert _batch_slices(t, 8192) == [slice(0, 4), slice(4, 7)]
+    assert _batch_slices(torch.empty(7, 4, 256, device="meta"), 1) == [slice(0, 7)]
