@@ -204,7 +204,7 @@ class SpectralConv(nn.Module):
 
     def _spectral(self, x: Tensor, sizes: list[int]) -> Tensor:
         dtype, device = x.dtype, x.device
-        fwd, fwd_c, inv, inv_c = _transform_matrices(sizes, self.n_modes, dtype, device)
+        fwd, fwd_c, inv, inv_c = transform_matrices(sizes, self.n_modes, dtype, device)
         t = to_modes(x, sizes, self.n_modes, fwd, fwd_c)  # (modes, B, in)
         # One complex (in, out) matrix per mode: a batched GEMM over modes.
         y = torch.bmm(t, self.complex_weight(dtype))  # (modes, B, out)
@@ -219,10 +219,10 @@ class SpectralConv(nn.Module):
         return torch.view_as_complex(self.weight.to(dtype)).reshape(n, self.in_channels, self.out_channels)
 
 
-def _transform_matrices(
+def transform_matrices(
     sizes: Sequence[int], n_modes: Sequence[int], dtype: torch.dtype, device: torch.device
 ) -> tuple[Tensor, list[Tensor], Tensor, list[Tensor]]:
-    """Forward and inverse DFT matrices of every axis: ``(fwd_last, [fwd per complex axis], inv_last,
+    """Forward and inverse DFT matrices of every axis (cached): ``(fwd_last, [fwd per complex axis], inv_last,
     [inv per complex axis])``, complex axes in spatial order."""
     fwd, inv = dft_matrices(sizes[-1], n_modes[-1], False, dtype, device)
     pairs = [dft_matrices(n, m, True, dtype, device) for n, m in zip(sizes[:-1], n_modes[:-1], strict=True)]
@@ -242,7 +242,7 @@ def adjoint_dft_matrices(
 def adjoint_transform_matrices(
     sizes: Sequence[int], n_modes: Sequence[int], dtype: torch.dtype, device: torch.device
 ) -> tuple[Tensor, list[Tensor], Tensor, list[Tensor]]:
-    """:func:`_transform_matrices` conjugate-transposed: ``(inv_last^H, [inv^H], fwd_last^H, [fwd^H])``.
+    """:func:`transform_matrices` conjugate-transposed: ``(inv_last^H, [inv^H], fwd_last^H, [fwd^H])``.
 
     ``to_modes`` with the first two is the adjoint of ``to_grid`` with the inverse matrices, and
     ``to_grid`` with the last two the adjoint of ``to_modes`` with the forward matrices.

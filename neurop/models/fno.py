@@ -29,13 +29,13 @@ from neurop.layers.mlp import (
 )
 from neurop.layers.spectral_conv import (
     SpectralConv,
-    _transform_matrices,
     adjoint_transform_matrices,
     check_n_modes,
     modes_to_pairs,
     pairs_to_modes,
     to_grid,
     to_modes,
+    transform_matrices,
 )
 from neurop.models import MODELS
 
@@ -159,7 +159,7 @@ class _FNOBlockFunction(torch.autograd.Function):
         dtype, device = x.dtype, x.device
         x3 = x.view(batch, c, -1)
         n_points = x3.shape[-1]
-        fwd, fwd_c, inv, inv_c = _transform_matrices(sizes, n_modes, dtype, device)
+        fwd, fwd_c, inv, inv_c = transform_matrices(sizes, n_modes, dtype, device)
         t = to_modes(x, sizes, n_modes, fwd, fwd_c)
         weight_c = torch.view_as_complex(spec_weight).reshape(n_coeffs, c, c)
         y = torch.bmm(t, weight_c)

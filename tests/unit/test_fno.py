@@ -541,15 +541,15 @@ def test_fno_block_hand_written_backward_matches_finite_differences(monkeypatch)
 def test_spectral_transforms_and_their_adjoints(n_modes: list[int], grid: list[int]) -> None:
     """<to_grid(y), g> = Re <y, to_modes(g)> with the adjoint matrices, and vice versa."""
     from neurop.layers.spectral_conv import (
-        _transform_matrices,
         adjoint_transform_matrices,
         to_grid,
         to_modes,
+        transform_matrices,
     )
 
     torch.manual_seed(0)
     dtype, device = torch.float64, torch.device("cpu")
-    fwd, fwd_c, inv, inv_c = _transform_matrices(grid, n_modes, dtype, device)
+    fwd, fwd_c, inv, inv_c = transform_matrices(grid, n_modes, dtype, device)
     inv_h, inv_c_h, fwd_h, fwd_c_h = adjoint_transform_matrices(grid, n_modes, dtype, device)
     n_coeffs = n_modes[-1] * 2 ** (len(grid) - 1) * int(torch.tensor(n_modes[:-1]).prod())
     x = torch.randn(2, 3, *grid, dtype=dtype)
