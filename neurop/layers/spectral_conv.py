@@ -287,16 +287,17 @@ def pairs_to_modes(
     holds the last axis's coefficients as interleaved ``(Re, Im)`` pairs."""
     d = len(sizes)
     m_last = n_modes[-1]
-    rev = list(range(d - 2, -1, -1))  # the complex axes, innermost first
-    t = torch.view_as_complex(pairs.view(batch, chans, *sizes[:-1], m_last, 2))
-    # Modes outermost, batch and channels innermost: every later transform is a GEMM batched over
-    # the (few) modes already taken, and the result is laid out (modes, B, C) as the mixing needs.
-    t = t.permute(d + 1, *[ax + 2 for ax in rev], 0, 1)
-    done = m_last
-    for ax in rev:
-        t = torch.matmul(axes[ax], t.reshape(done, sizes[ax], -1))
-        done *= axes[ax].shape[0]
-    return t.reshape(done, batch, chans)
+    lead = batch * chans
+    t = torch.view_as_complex(pairs.view(lead, *sizes[:-1], m_last, 2))
+    # Complex axes innermost first, each a GEMM batched over everything before it: the operands are
+    # contiguous in the layout the last-axis GEMM left, with no gathers.
+    for ax in range(d - 2, -1, -1):
+        rows = lead * math.prod(sizes[:ax])
+        t = torch.matmul(axes[ax], t.reshape(rows, sizes[ax], -1))
+    # (B C, 2 m_1, ..., 2 m_{d-1}, m_d) -> (m_d, 2 m_{d-1}, ..., 2 m_1, B C): a copy of the retained
+    # coefficients only.
+    t = t.reshape(lead, *[axes[ax].shape[0] for ax in range(d - 1)], m_last)
+    return t.permute(*range(d, -1, -1)).reshape(-1, batch, chans)
 
 
 def to_grid(
@@ -324,13 +325,14 @@ def modes_to_pairs(y: Tensor, sizes: Sequence[int], n_modes: Sequence[int], axes
     ``(Re, Im)`` pairs of the last axis's coefficients on the grid of the other axes."""
     d = len(sizes)
     m_last = n_modes[-1]
-    done, batch, chans = y.shape
-    rev = list(range(d - 2, -1, -1))
-    # Complex axes outermost-spatial first (they sit next to the batch axes).
+    _, batch, chans = y.shape
+    lead = batch * chans
+    # (m_d, 2 m_{d-1}, ..., 2 m_1, B C) -> (B C, 2 m_1, ..., 2 m_{d-1}, m_d): a copy of the retained
+    # coefficients only; then each complex axis is a GEMM batched over everything before it, and the
+    # result is already laid out (B, C, n_1, ..., n_{d-1}, m_d) for the last axis.
+    t = y.reshape(m_last, *[axes[ax].shape[1] for ax in range(d - 2, -1, -1)], lead)
+    t = t.permute(*range(d, -1, -1)).contiguous()
     for ax in range(d - 1):
-        done //= axes[ax].shape[1]
-        y = torch.matmul(axes[ax], y.reshape(done, axes[ax].shape[1], -1))
-    # (m_d, n_{d-1}, ..., n_1, B, C) -> (B, C, n_1, ..., n_{d-1}, m_d).
-    y = y.reshape(m_last, *[sizes[ax] for ax in rev], batch, chans)
-    y = y.permute(d, d + 1, *[d - 1 - ax for ax in range(d - 1)], 0).contiguous()
-    return torch.view_as_real(y).reshape(-1, 2 * m_last)
+        rows = lead * math.prod(sizes[:ax])
+        t = torch.matmul(axes[ax], t.reshape(rows, axes[ax].shape[1], -1))
+    return torch.view_as_real(t).reshape(-1, 2 * m_last)
