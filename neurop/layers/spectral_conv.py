@@ -90,8 +90,8 @@ class SpectralConv(nn.Module):
 
     Only the retained coefficients are ever computed: each axis is transformed by a GEMM with a
     truncated DFT matrix (last axis first, so later axes see only the retained columns; the
-    complex axes as GEMMs batched over the modes already taken), and the inverse maps the retained
-    coefficients straight back to grid values. For the mode counts FNOs use
+    complex axes as GEMMs batched per sample and channel, see :func:`to_modes`), and the inverse
+    maps the retained coefficients straight back to grid values. For the mode counts FNOs use
     (``m`` up to a few dozen) this is cheaper than full FFTs, which transform every mode, need
     zero-filled spectra and, on CPU, layout copies; the result equals the FFT formulation.
 
