@@ -177,7 +177,7 @@ class _TwoLayer(torch.autograd.Function):
         y = x.new_empty(batch, w2.shape[0], n)
         b1c, b2c = b1.unsqueeze(-1), b2.unsqueeze(-1)
         for b, p, q in _point_blocks(x, w1.shape[0]):
-            y[b, :, p:q] = torch.addmm(b2c, w2, act(torch.addmm(b1c, w1, x[b, :, p:q])))
+            torch.addmm(b2c, w2, act(torch.addmm(b1c, w1, x[b, :, p:q])), out=y[b, :, p:q])
         ctx.save_for_backward(x, w1, b1, w2)
         ctx.name = name
         return y
@@ -200,7 +200,7 @@ class _TwoLayer(torch.autograd.Function):
             grad_w1.addmm_(g, xc.t())
             grad_b1 += g.sum(1)
             if grad_x is not None:
-                grad_x[b, :, p:q] = torch.mm(w1t, g)
+                torch.mm(w1t, g, out=grad_x[b, :, p:q])
         return grad_x, grad_w1, grad_b1, grad_w2, grad.sum((0, 2)), None
 
 

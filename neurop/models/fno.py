@@ -70,10 +70,75 @@ class _AffineFewChannels(torch.autograd.Function):
         return grad_shift, grad_weight, None
 
 
+class _LiftFunction(torch.autograd.Function):
+    """The two-layer lifting of inputs with very few channels in training: ``W2 act(shift + W1 x) + b2``.
+
+    ``shift`` (``(H, points)`` or ``(H, 1)``) holds the first layer's bias and the (linear) contribution of
+    the coordinate channels. The first layer is a few fused multiply-adds per point, so instead of storing
+    its output (the widest tensor of the network: ``H = 2 * width`` channels) both passes recompute it
+    batch slice by batch slice in cache, like :class:`_FNOBlockFunction`; only ``x`` is stored. The input
+    ``x`` gets no gradient (the data, see :meth:`FNO._lift`).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, shift: Tensor, w1: Tensor, x: Tensor, w2: Tensor, b2: Tensor, name: str) -> Tensor:
+        batch, c_in, n_points = x.shape
+        hidden = w1.shape[0]
+        h = x.new_empty(batch, w2.shape[0], n_points)
+        slices = _batch_slices(x, _FORWARD_CHUNK_BYTES, channels=hidden)
+        buf_pre, buf_act = _buffers(x, *[(slices[0].stop, hidden, n_points)] * 2)
+        assert buf_pre is not None and buf_act is not None
+        for sl in slices:
+            n = sl.stop - sl.start
+            pre = _few_channel_affine(shift, w1, x[sl], buf_pre[:n])
+            a = _activation_into(name, pre, buf_act[:n])
+            torch.baddbmm(b2.unsqueeze(-1), w2.unsqueeze(0).expand(n, -1, -1), a, out=h[sl])
+        ctx.save_for_backward(shift, w1, x, w2)
+        ctx.name = name
+        return h
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        shift, w1, x, w2 = ctx.saved_tensors
+        name = ctx.name
+        batch, c_in, n_points = x.shape
+        hidden = w1.shape[0]
+        grad = grad.contiguous()
+        grad_shift = x.new_zeros(hidden, n_points)
+        grad_w1, grad_w2 = torch.zeros_like(w1), torch.zeros_like(w2)
+        w2_t = w2.t()
+        slices = _batch_slices(x, _BACKWARD_CHUNK_BYTES, channels=hidden)
+        buf_pre, buf_act = _buffers(x, *[(slices[0].stop, hidden, n_points)] * 2)
+        assert buf_pre is not None and buf_act is not None
+        for sl in slices:
+            n = sl.stop - sl.start
+            pre = _few_channel_affine(shift, w1, x[sl], buf_pre[:n])
+            a = _activation_into(name, pre, buf_act[:n])
+            grad_w2 += torch.bmm(grad[sl], a.transpose(1, 2)).sum(0)
+            g = torch.bmm(w2_t.unsqueeze(0).expand(n, -1, -1), grad[sl], out=a)
+            _activation_backward_(name, g, pre)
+            grad_shift += g.sum(0) if n > 1 else g[0]
+            grad_w1 += torch.bmm(g, x[sl].transpose(1, 2)).sum(0)
+        if shift.shape[-1] == 1:
+            grad_shift = grad_shift.sum(-1, keepdim=True)
+        return grad_shift, grad_w1, None, grad_w2, grad.sum((0, 2)), None
+
+
+def _few_channel_affine(shift: Tensor, weight: Tensor, x: Tensor, out: Tensor) -> Tensor:
+    """``shift + weight @ x`` per point into ``out`` by fused multiply-adds (one per input channel)."""
+    torch.addcmul(shift, weight[:, 0:1], x[:, 0:1], out=out)
+    for c in range(1, x.shape[1]):
+        out.addcmul_(weight[:, c : c + 1], x[:, c : c + 1])
+    return out
+
+
 # Bytes of one channels-wide slice of the batch that the training pass of a Fourier layer works on at a
 # time: the handful of slices live at once (stored tensors, activations, gradients) then stay in cache.
 _FORWARD_CHUNK_BYTES = 2**20
 _BACKWARD_CHUNK_BYTES = 2**20
+# Switch for the fused training lifting (``_LiftFunction``); tests compare it with the module path.
+_FUSED_LIFT = True
 
 
 def _buffers(like: Tensor, *shapes: tuple[int, ...] | None) -> list[Tensor | None]:
@@ -88,14 +153,15 @@ def _buffers(like: Tensor, *shapes: tuple[int, ...] | None) -> list[Tensor | Non
     return out
 
 
-def _batch_slices(t: Tensor, chunk_bytes: int) -> list[slice]:
+def _batch_slices(t: Tensor, chunk_bytes: int, channels: int | None = None) -> list[slice]:
     """Slices of the batch axis of ``t`` of about ``chunk_bytes`` per intra-op thread each (at least one
-    sample); on accelerators one slice (the whole batch), since there many small kernels cost more than
-    cache misses."""
+    sample), counting ``channels`` channels per sample if given (else ``t``'s own); on accelerators one
+    slice (the whole batch), since there many small kernels cost more than cache misses."""
     if t.device.type != "cpu":
         return [slice(0, t.shape[0])]
     chunk_bytes *= max(1, torch.get_num_threads())
-    step = max(1, chunk_bytes // max(t[0].numel() * t.element_size(), 1))
+    per_sample = t[0].numel() if channels is None else channels * t[0, 0].numel()
+    step = max(1, chunk_bytes // max(per_sample * t.element_size(), 1))
     return [slice(i, min(i + step, t.shape[0])) for i in range(0, t.shape[0], step)]
 
 
@@ -441,9 +507,10 @@ class FNO(nn.Module):
     (:class:`~neurop.layers.SpectralConv`), and hand-written backward passes that store pre-activations
     only and recompute activations in backward. In training each Fourier layer is one autograd node
     (``_FNOBlockFunction``) that walks the batch in cache-sized slices through all its pointwise work in
-    both passes and recomputes its channel MLP in backward; the lifting and projection MLPs use
-    :func:`~neurop.layers.act_linear` and :func:`~neurop.layers.two_layer`. Those backward passes are
-    once-differentiable: first
+    both passes and recomputes its channel MLP in backward; a two-layer lifting of one or two data channels
+    is one such node too (``_LiftFunction``, its wide first layer recomputed slice by slice, never stored),
+    other liftings and the projection use :func:`~neurop.layers.act_linear` and
+    :func:`~neurop.layers.two_layer`. Those backward passes are once-differentiable: first
     derivatives with respect to parameters and inputs work, second derivatives (double backward) through
     a model with gradients enabled do not. Under autocast the plain autograd path is used and the
     spectral convolution runs in float32.
@@ -495,7 +562,7 @@ class FNO(nn.Module):
         self.projection = ChannelMLP(hidden_channels, out_channels, projection_channels, 2, activation)
 
     def _lift(self, x: Tensor) -> Tensor:
-        """First lifting layer, with the coordinate channels folded into a per-point bias.
+        """The lifting MLP, with the coordinate channels folded into a per-point bias of its first layer.
 
         Returns
         -------
@@ -515,10 +582,17 @@ class FNO(nn.Module):
         shift = shift.reshape(width, -1) if self.positional_embedding else shift.view(width, 1)
         x3 = x.reshape(batch, c_in, -1).to(weight.dtype)
         w_data = weight[:, :c_in]
-        if c_in <= 2 and not x3.requires_grad and not torch.is_autocast_enabled(x.device.type):
+        few = c_in <= 2 and not x3.requires_grad
+        lifting = self.lifting
+        if few and lifting.n_layers == 2 and _fusable(x3, weight, lifting.weights[1]) and _FUSED_LIFT:
+            w2, b2 = lifting.weights[1], lifting.biases[1]
+            return _LiftFunction.apply(shift, w_data, x3, w2, b2, lifting.activation)
+        if few and not torch.is_autocast_enabled(x.device.type):
             h = _AffineFewChannels.apply(shift, w_data, x3)
         else:
             h = torch.baddbmm(shift, w_data.unsqueeze(0).expand(batch, -1, -1), x3)
+        for i in range(1, lifting.n_layers):
+            h = act_linear(h, lifting.weights[i], lifting.biases[i], lifting.activation)
         return h
 
     def forward(self, x: Tensor) -> Tensor:
@@ -540,8 +614,6 @@ class FNO(nn.Module):
             )
         sizes = list(x.shape[2:])
         h = self._lift(x)
-        for i in range(1, self.lifting.n_layers):
-            h = act_linear(h, self.lifting.weights[i], self.lifting.biases[i], self.lifting.activation)
         h = pad_right(h.view(*h.shape[:2], *sizes), padding_sizes(sizes, self.domain_padding))
         n = len(self.blocks)
         for i, block in enumerate(self.blocks):

@@ -536,6 +536,53 @@ def test_fno_block_hand_written_backward_matches_finite_differences(monkeypatch)
 
 
 @pytest.mark.parametrize(
+    ("grid", "in_channels"), [([10], 1), ([8, 6], 2), ([5, 4, 6], 1)], ids=["1d", "2d", "3d"]
+)
+@pytest.mark.parametrize("positional_embedding", [True, False])
+def test_fno_fused_lifting_matches_module_path(
+    grid: list[int], in_channels: int, positional_embedding: bool, monkeypatch
+) -> None:
+    """The training lifting (first layer recomputed slice by slice) equals the two-module path in value and in
+    every gradient, with and without the coordinate channels folded into its shift."""
+    import neurop.models.fno as fno_module
+
+    monkeypatch.setattr(fno_module, "_BACKWARD_CHUNK_BYTES", 1)
+    monkeypatch.setattr(fno_module, "_FORWARD_CHUNK_BYTES", 1)
+    calls = []
+    apply = fno_module._LiftFunction.apply
+    monkeypatch.setattr(fno_module._LiftFunction, "apply", lambda *a: calls.append(1) or apply(*a))
+    torch.manual_seed(0)
+    model = FNO(
+        in_channels,
+        2,
+        [2] * len(grid),
+        hidden_channels=3,
+        n_layers=1,
+        lifting_channels=5,
+        projection_channels=4,
+        positional_embedding=positional_embedding,
+    ).double()
+    x = torch.randn(3, in_channels, *grid, dtype=torch.float64)
+    g = torch.randn(3, 2, *grid, dtype=torch.float64)
+
+    def run(fused: bool) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        monkeypatch.setattr(fno_module, "_FUSED_LIFT", fused)
+        model.zero_grad()
+        out = model(x)
+        out.backward(g)
+        return out.detach(), [p.grad.clone() for p in model.parameters()]
+
+    out_f, grads_f = run(True)
+    assert calls == [1]
+    out_m, grads_m = run(False)
+    assert calls == [1]
+    torch.testing.assert_close(out_f, out_m, rtol=1e-12, atol=1e-12)
+    names = [n for n, _ in model.named_parameters()]
+    for name, a, b in zip(names, grads_f, grads_m, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-12, msg=lambda m, n=name: f"grad of {n}: {m}")
+
+
+@pytest.mark.parametrize(
     ("n_modes", "grid"), [([3], [10]), ([3, 2], [8, 6]), ([2, 2, 2], [5, 4, 6])], ids=["1d", "2d", "3d"]
 )
 def test_spectral_transforms_and_their_adjoints(n_modes: list[int], grid: list[int]) -> None:
@@ -576,6 +623,7 @@ def test_fno_training_layer_batch_slices(monkeypatch) -> None:
     monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     assert _batch_slices(t, 8192) == [slice(0, 2), slice(2, 4), slice(4, 6), slice(6, 7)]
     assert _batch_slices(t, 1) == [slice(i, i + 1) for i in range(7)]
+    assert _batch_slices(t, 8192, channels=8) == [slice(i, i + 1) for i in range(7)]  # counted 8 KiB/sample
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
     assert _batch_slices(t, 8192) == [slice(0, 4), slice(4, 7)]
     assert _batch_slices(torch.empty(7, 4, 256, device="meta"), 1) == [slice(0, 7)]
