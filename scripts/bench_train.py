@@ -3,7 +3,9 @@
 Each configuration is one forward + backward + Adam step on random data (MSE loss). Every run is a
 fresh subprocess (so allocator state and peak memory of one model never leak into the other); the two
 models alternate back to back for ``--rounds`` rounds (A B, B A, ...) so that load from other processes
-hits both sides alike, and the table reports medians over rounds of the median step time, with ratios.
+hits both sides alike, and the table reports medians over rounds of the median step time, with ratios, and
+the median of the per-round ratios (each from two back-to-back runs, so slow drifts of a shared machine
+cancel).
 Peak memory on CPU is the peak resident set size (``resource.getrusage``; torch's CPU allocations are
 invisible to tracemalloc), in total and as the increment over the RSS reached after building model and
 data; on CUDA ``torch.cuda.max_memory_allocated``.
@@ -231,6 +233,16 @@ def _median(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
 
+def _paired_ratios(base: list[dict[str, Any]], ours: list[dict[str, Any]]) -> list[float]:
+    """Per-round speed-ups: the baseline's median step time over ours in the same round. The two runs of
+    a round are back to back, so slow drifts of the machine cancel in each ratio."""
+    return [
+        b["median_s"] / o["median_s"]
+        for b, o in zip(base, ours, strict=False)
+        if "error" not in b and "error" not in o
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
@@ -281,14 +293,16 @@ def main() -> None:
         "Allocator: `default` leaves glibc as it is (large blocks mapped and faulted in afresh every step); "
         "`retain` keeps released memory in the heap (`neurop.runtime`, what `python train.py` sets). "
         "Rows compare both models under the same setting; `as shipped` compares neurop under `retain` with "
-        "neuraloperator under `default`.\n"
+        "neuraloperator under `default`. `speed-up` is the ratio of the medians over rounds; `speed-up per "
+        "round` the median (and range) of the ratios within each round, whose two runs are back to back.\n"
     )
     header = (
         "| config | allocator | params | neurop samples/s | neuralop samples/s | speed-up | "
-        "neurop peak MB (+train) | neuralop peak MB (+train) | memory ratio (+train) | page faults/step |"
+        "speed-up per round | neurop peak MB (+train) | neuralop peak MB (+train) | memory ratio (+train) | "
+        "page faults/step |"
     )
     print(header)
-    print("|---" * 10 + "|")
+    print("|---" * 11 + "|")
     pairs = [(a, a) for a in args.allocators]
     if {"default", "retain"} <= set(args.allocators):
         pairs.append(("retain", "default"))
@@ -324,11 +338,17 @@ def main() -> None:
             ratio = ours["peak"] / base["peak"] if both else None
             inc_ratio = ours["inc"] / base["inc"] if both else None
             label = ours_alloc if ours_alloc == base_alloc else f"as shipped ({ours_alloc} / {base_alloc})"
+            paired = _paired_ratios(
+                runs.get(("neuralop", base_alloc), []), runs.get(("neurop", ours_alloc), [])
+            )
+            per_round = (
+                f"{statistics.median(paired):.2f}× ({min(paired):.2f}–{max(paired):.2f})" if paired else "n/a"
+            )
             params = "/".join(str(st["params"]) for st in (ours, base) if "params" in st)
             faults = " / ".join(f"{st['faults']:.0f}" for st in (ours, base) if "faults" in st)
             print(
                 f"| {cfg_name} | {label} | {params} | {cell(ours, 'sps')} | {cell(base, 'sps')} | "
-                f"{_fmt(speed, '.2f')}× | {mem(ours)} | {mem(base)} | "
+                f"{_fmt(speed, '.2f')}× | {per_round} | {mem(ours)} | {mem(base)} | "
                 f"{_fmt(ratio, '.2f')} ({_fmt(inc_ratio, '.2f')}) | {faults} |"
             )
 
