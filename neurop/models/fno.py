@@ -7,7 +7,7 @@ layout (linear skip, channel MLP with a soft-gating skip) follows the neuraloper
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -51,10 +51,7 @@ class _AffineFewChannels(torch.autograd.Function):
     def forward(ctx: Any, shift: Tensor, weight: Tensor, x: Tensor) -> Tensor:
         ctx.save_for_backward(x)
         ctx.shift_points = shift.shape[-1]
-        h = torch.addcmul(shift, weight[:, 0:1], x[:, 0:1])
-        for c in range(1, x.shape[1]):
-            h.addcmul_(weight[:, c : c + 1], x[:, c : c + 1])
-        return h
+        return _few_channel_affine(shift, weight, x, x.new_empty(x.shape[0], weight.shape[0], x.shape[-1]))
 
     @staticmethod
     @once_differentiable
@@ -82,16 +79,9 @@ class _LiftFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, shift: Tensor, w1: Tensor, x: Tensor, w2: Tensor, b2: Tensor, name: str) -> Tensor:
-        batch, c_in, n_points = x.shape
-        hidden = w1.shape[0]
-        h = x.new_empty(batch, w2.shape[0], n_points)
-        slices = _batch_slices(x, _FORWARD_CHUNK_BYTES, channels=hidden)
-        buf_pre, buf_act = _buffers(x, *[(slices[0].stop, hidden, n_points)] * 2)
-        assert buf_pre is not None and buf_act is not None
-        for sl in slices:
+        h = x.new_empty(x.shape[0], w2.shape[0], x.shape[-1])
+        for sl, _pre, a in _lift_hidden(shift, w1, x, name, _FORWARD_CHUNK_BYTES):
             n = sl.stop - sl.start
-            pre = _few_channel_affine(shift, w1, x[sl], buf_pre[:n])
-            a = _activation_into(name, pre, buf_act[:n])
             torch.baddbmm(b2.unsqueeze(-1), w2.unsqueeze(0).expand(n, -1, -1), a, out=h[sl])
         ctx.save_for_backward(shift, w1, x, w2)
         ctx.name = name
@@ -102,19 +92,12 @@ class _LiftFunction(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         shift, w1, x, w2 = ctx.saved_tensors
         name = ctx.name
-        batch, c_in, n_points = x.shape
-        hidden = w1.shape[0]
         grad = grad.contiguous()
-        grad_shift = x.new_zeros(hidden, n_points)
+        grad_shift = x.new_zeros(w1.shape[0], x.shape[-1])
         grad_w1, grad_w2 = torch.zeros_like(w1), torch.zeros_like(w2)
         w2_t = w2.t()
-        slices = _batch_slices(x, _BACKWARD_CHUNK_BYTES, channels=hidden)
-        buf_pre, buf_act = _buffers(x, *[(slices[0].stop, hidden, n_points)] * 2)
-        assert buf_pre is not None and buf_act is not None
-        for sl in slices:
+        for sl, pre, a in _lift_hidden(shift, w1, x, name, _BACKWARD_CHUNK_BYTES):
             n = sl.stop - sl.start
-            pre = _few_channel_affine(shift, w1, x[sl], buf_pre[:n])
-            a = _activation_into(name, pre, buf_act[:n])
             grad_w2 += torch.bmm(grad[sl], a.transpose(1, 2)).sum(0)
             g = torch.bmm(w2_t.unsqueeze(0).expand(n, -1, -1), grad[sl], out=a)
             _activation_backward_(name, g, pre)
@@ -123,6 +106,21 @@ class _LiftFunction(torch.autograd.Function):
         if shift.shape[-1] == 1:
             grad_shift = grad_shift.sum(-1, keepdim=True)
         return grad_shift, grad_w1, None, grad_w2, grad.sum((0, 2)), None
+
+
+def _lift_hidden(
+    shift: Tensor, w1: Tensor, x: Tensor, name: str, chunk_bytes: int
+) -> Iterator[tuple[slice, Tensor, Tensor]]:
+    """``(slice, pre, act(pre))`` of the lifting's first layer, batch slice by batch slice, in two buffers
+    reused from slice to slice (each pair is valid until the next is produced)."""
+    hidden = w1.shape[0]
+    slices = _batch_slices(x, chunk_bytes, channels=hidden)
+    buf_pre, buf_act = _buffers(x, *[(slices[0].stop, hidden, x.shape[-1])] * 2)
+    assert buf_pre is not None and buf_act is not None
+    for sl in slices:
+        n = sl.stop - sl.start
+        pre = _few_channel_affine(shift, w1, x[sl], buf_pre[:n])
+        yield sl, pre, _activation_into(name, pre, buf_act[:n])
 
 
 def _few_channel_affine(shift: Tensor, weight: Tensor, x: Tensor, out: Tensor) -> Tensor:
